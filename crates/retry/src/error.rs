@@ -1,0 +1,29 @@
+use std::time::Duration;
+
+/// A retry policy or budget was configured with values that cannot work.
+///
+/// Returned by the builders' `build()`; the message names the setting to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_attempts` must be at least 1 (1 means "no retries").
+    #[error("max_attempts must be at least 1, got {0}")]
+    ZeroAttempts(u32),
+    /// The exponential multiplier must be finite and at least 1.0.
+    #[error("multiplier must be a finite number >= 1.0, got {0}")]
+    InvalidMultiplier(f64),
+    /// `max_delay` must be at least the initial delay.
+    #[error("max_delay ({max_delay:?}) must be >= the initial delay ({initial:?})")]
+    MaxDelayBelowInitial {
+        /// The configured initial delay.
+        initial: Duration,
+        /// The configured maximum delay.
+        max_delay: Duration,
+    },
+    /// A retry budget's ratio must be within 0..=1000 percent.
+    #[error("retry ratio must be within 0..=1000 percent, got {0}")]
+    InvalidRatio(u32),
+    /// A retry budget's window must be longer than zero.
+    #[error("budget window must be longer than zero")]
+    ZeroWindow,
+}
