@@ -1,0 +1,49 @@
+//! A point-in-time view of one breaker.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::state::State;
+
+/// A snapshot of a breaker: its state and its window, from [`crate::CircuitBreaker::metrics`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// The breaker's name.
+    pub name: String,
+    /// The current state.
+    pub state: State,
+    /// Calls in the sliding window (Closed / MetricsOnly) or probes completed (HalfOpen).
+    pub calls: u64,
+    /// Of those, successes.
+    pub successes: u64,
+    /// Of those, failures (including timeouts).
+    pub failures: u64,
+    /// Of those, slow calls (successful or not).
+    pub slow_calls: u64,
+    /// Calls rejected since creation or the last reset.
+    pub not_permitted: u64,
+    /// `failures / calls` in percent (0 with no calls).
+    pub failure_rate: f64,
+    /// `slow_calls / calls` in percent (0 with no calls).
+    pub slow_call_rate: f64,
+    /// In Open: milliseconds until the next call may be a probe.
+    pub time_until_half_open_ms: Option<u64>,
+    /// Openings in a row without closing in between (what grows the open duration).
+    pub consecutive_opens: u32,
+}
+
+impl Metrics {
+    /// In Open: time until the next call may be a probe.
+    pub fn time_until_half_open(&self) -> Option<Duration> {
+        self.time_until_half_open_ms.map(Duration::from_millis)
+    }
+}
+
+pub(crate) fn rate(part: u64, calls: u64) -> f64 {
+    if calls == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / calls as f64
+    }
+}

@@ -1,0 +1,162 @@
+//! Permits: the right to make one call, reported on exactly once (or dropped).
+
+use std::fmt;
+
+use crate::breaker::{CircuitBreaker, Inner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    /// Closed or MetricsOnly: the outcome goes to the sliding window.
+    Closed,
+    /// A HalfOpen probe.
+    HalfOpen,
+    /// Disabled: nothing is recorded.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PermitData {
+    pub(crate) kind: PermitKind,
+    /// The state word when the permit was handed out (state and generation).
+    pub(crate) word: u64,
+    /// Coarse-clock start, when slow-call detection is on.
+    pub(crate) start: u64,
+    armed: bool,
+}
+
+impl PermitData {
+    #[inline]
+    pub(crate) fn new(kind: PermitKind, word: u64, start: u64) -> Self {
+        PermitData {
+            kind,
+            word,
+            start,
+            armed: true,
+        }
+    }
+}
+
+/// Permission to make one call, from [`CircuitBreaker::try_acquire`].
+///
+/// Report the outcome with [`Permit::success`], [`Permit::failure`] or [`Permit::ignore`].
+/// Dropping it without an outcome (a cancelled future, an early return) records nothing and
+/// gives a HalfOpen probe slot back, so cancellation can never wedge a breaker.
+#[must_use = "report the outcome with success(), failure() or ignore()"]
+pub struct Permit<'a> {
+    inner: &'a Inner,
+    data: PermitData,
+}
+
+impl<'a> Permit<'a> {
+    #[inline]
+    pub(crate) fn new(inner: &'a Inner, data: PermitData) -> Self {
+        Permit { inner, data }
+    }
+
+    /// The call succeeded.
+    #[inline]
+    pub fn success(mut self) {
+        self.data.armed = false;
+        self.inner.record(&self.data, Some(false));
+    }
+
+    /// The call failed.
+    #[inline]
+    pub fn failure(mut self) {
+        self.data.armed = false;
+        self.inner.record(&self.data, Some(true));
+    }
+
+    /// The call's outcome says nothing about the downstream's health (e.g. a 404, a
+    /// validation error): count it neither way and give a HalfOpen probe back.
+    #[inline]
+    pub fn ignore(mut self) {
+        self.data.armed = false;
+        self.inner.record(&self.data, None);
+    }
+
+    /// Reports `outcome`.
+    #[inline]
+    pub fn record(self, outcome: crate::Outcome) {
+        match outcome {
+            crate::Outcome::Success => self.success(),
+            crate::Outcome::Failure => self.failure(),
+            crate::Outcome::Ignore => self.ignore(),
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.data.armed {
+            self.inner.release(&self.data);
+        }
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("kind", &self.data.kind)
+            .finish()
+    }
+}
+
+/// A [`Permit`] that holds its own handle on the breaker, from
+/// [`CircuitBreaker::try_acquire_owned`]. Same rules.
+#[must_use = "report the outcome with success(), failure() or ignore()"]
+pub struct OwnedPermit {
+    breaker: CircuitBreaker,
+    data: PermitData,
+}
+
+impl OwnedPermit {
+    pub(crate) fn new(breaker: CircuitBreaker, data: PermitData) -> Self {
+        OwnedPermit { breaker, data }
+    }
+
+    /// The call succeeded.
+    pub fn success(mut self) {
+        self.data.armed = false;
+        self.breaker.inner.record(&self.data, Some(false));
+    }
+
+    /// The call failed.
+    pub fn failure(mut self) {
+        self.data.armed = false;
+        self.breaker.inner.record(&self.data, Some(true));
+    }
+
+    /// Count the call neither way (see [`Permit::ignore`]).
+    pub fn ignore(mut self) {
+        self.data.armed = false;
+        self.breaker.inner.record(&self.data, None);
+    }
+
+    /// Reports `outcome`.
+    pub fn record(self, outcome: crate::Outcome) {
+        match outcome {
+            crate::Outcome::Success => self.success(),
+            crate::Outcome::Failure => self.failure(),
+            crate::Outcome::Ignore => self.ignore(),
+        }
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        if self.data.armed {
+            self.breaker.inner.release(&self.data);
+        }
+    }
+}
+
+impl fmt::Debug for OwnedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("breaker", &self.breaker.name())
+            .field("kind", &self.data.kind)
+            .finish()
+    }
+}
