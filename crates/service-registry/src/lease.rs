@@ -1,0 +1,87 @@
+//! A selected endpoint, held for the length of one call.
+
+use std::sync::Arc;
+
+use steadfast_circuit_breaker::OwnedPermit;
+use tokio::sync::broadcast;
+
+use crate::member::Member;
+use crate::{Endpoint, RegistryEvent};
+
+/// One endpoint chosen by [`Registry::select`](crate::Registry::select), with its breaker
+/// permit and a place in its in-flight count (which P2C balancing reads).
+///
+/// Report the outcome with [`success`](Self::success) or [`failure`](Self::failure); dropping
+/// the lease records nothing (a cancelled call says nothing about the endpoint). Use this when
+/// [`Registry::call`](crate::Registry::call) does not fit, e.g. a streaming response whose
+/// outcome is known later.
+#[must_use = "report the outcome with success() or failure()"]
+pub struct Lease {
+    pub(crate) member: Arc<Member>,
+    pub(crate) index: usize,
+    permit: Option<OwnedPermit>,
+    panic: bool,
+    events: broadcast::Sender<RegistryEvent>,
+}
+
+impl Lease {
+    pub(crate) fn new(
+        member: Arc<Member>,
+        index: usize,
+        permit: Option<OwnedPermit>,
+        panic: bool,
+        events: broadcast::Sender<RegistryEvent>,
+    ) -> Self {
+        member.start_call();
+        Self {
+            member,
+            index,
+            permit,
+            panic,
+            events,
+        }
+    }
+
+    /// The chosen endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.member.endpoint
+    }
+
+    /// Whether the service was in panic mode when this endpoint was chosen (the endpoint may be
+    /// unhealthy or ejected; in that case its breaker is bypassed and the call is not recorded).
+    pub fn in_panic_mode(&self) -> bool {
+        self.panic
+    }
+
+    /// Records a successful call on the endpoint's breaker.
+    pub fn success(mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.success();
+        }
+        self.member.observe(&self.events, None);
+    }
+
+    /// Records a failed call on the endpoint's breaker (which may eject the endpoint).
+    pub fn failure(mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.failure();
+        }
+        self.member.observe(&self.events, None);
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("endpoint", &self.member.endpoint)
+            .field("permit", &self.permit.is_some())
+            .field("panic", &self.panic)
+            .finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.member.end_call();
+    }
+}
