@@ -1,4 +1,6 @@
-//! Backoff policies, an async retry loop, and a retry budget.
+#![doc = include_str!("../README.md")]
+//!
+//! # Overview
 //!
 //! The three parts:
 //! - [`RetryPolicy`]: a backoff ([`Backoff`]: constant, linear, exponential) with [`Jitter`]
