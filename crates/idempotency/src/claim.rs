@@ -99,7 +99,8 @@ impl Idempotency {
         key: &IdempotencyKey,
         fingerprint: Fingerprint,
     ) -> Result<Claim, Error> {
-        self.claim_at(scope, key, fingerprint, self.clock.now()).await
+        self.claim_at(scope, key, fingerprint, self.clock.now())
+            .await
     }
 
     /// [`Idempotency::claim`] at an explicit time.

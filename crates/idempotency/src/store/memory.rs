@@ -147,7 +147,9 @@ impl IdempotencyStore for MemoryStore {
             .inner
             .records
             .get_mut(&record_key(scope, key))
-            .filter(|r| r.fence == fence && matches!(r.state, State::InFlight) && r.expires_at > now)
+            .filter(|r| {
+                r.fence == fence && matches!(r.state, State::InFlight) && r.expires_at > now
+            })
             .ok_or(Error::StaleLease { fence })?;
         record.state = State::Completed(Arc::new(response.clone()));
         record.expires_at = now.add(ttl);

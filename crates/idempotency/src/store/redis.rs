@@ -1,0 +1,275 @@
+//! `RedisStore`: claims and completes in one round trip each (Lua scripts, run with
+//! `EVALSHA`), de-duplication with a single `SET NX PX`.
+//!
+//! Layout under the prefix `P`:
+//! - `P:i:<scope length>:<scope>:<key>`: a hash per claim record (`st` state `i`/`c`, `fp`
+//!   fingerprint, `fe` fence, `ex` expiry in ms, `rs` the encoded response), with a Redis TTL
+//!   equal to the lease (in flight) or the completed TTL, so Redis itself drops old records.
+//!   The scope length keeps `("a:b", "c")` and `("a", "b:c")` apart.
+//! - `P:fence`: the counter fencing tokens come from (`INCR` in the claim script).
+//! - `P:d:<id>`: de-duplication entries, value `1` or the processing time in ms.
+//!
+//! Expiry of claim records is decided by the caller's `now` (so it matches the other
+//! stores); the Redis TTL is a backstop that frees memory. Both keys of a claim touch two
+//! slots; on Redis Cluster put the prefix in a hash tag (`{idem}`) to keep them together.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+
+use crate::clock::{Timestamp, millis};
+use crate::error::Error;
+use crate::key::IdempotencyKey;
+use crate::response::StoredResponse;
+use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+
+const CLAIM: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'st', 'fp', 'ex', 'rs')
+local now = tonumber(ARGV[2])
+if r[1] and tonumber(r[3]) > now then
+  if r[2] ~= ARGV[1] then return {'m'} end
+  if r[1] == 'c' then return {'r', r[4]} end
+  return {'f', tostring(tonumber(r[3]) - now)}
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'st', 'i', 'fp', ARGV[1], 'fe', fence, 'ex', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'e', tostring(fence)}
+"#;
+
+const COMPLETE: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'st', 'fe', 'ex')
+if r[1] ~= 'i' or r[2] ~= ARGV[1] or tonumber(r[3]) <= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'st', 'c', 'ex', tonumber(ARGV[2]) + tonumber(ARGV[3]), 'rs', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+const RELEASE: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'st', 'fe')
+if r[1] ~= 'i' or r[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+/// A Redis [`IdempotencyStore`] and [`DedupStore`], shared by every instance using the same
+/// Redis and prefix. Cheap to clone (one multiplexed, auto-reconnecting connection).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    claim: Script,
+    complete: Script,
+    release: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on `conn`, keys under `prefix` (e.g. `"idem"`; no trailing colon).
+    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+        RedisStore {
+            conn,
+            prefix: prefix.into(),
+            claim: Script::new(CLAIM),
+            complete: Script::new(COMPLETE),
+            release: Script::new(RELEASE),
+        }
+    }
+
+    /// Connect to `url` with bounded connect and response timeouts (so a dead Redis fails a
+    /// call quickly instead of hanging a request), keys under `prefix`.
+    pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, Error> {
+        let client = redis::Client::open(url).map_err(Error::store)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(Error::store)?;
+        Ok(Self::new(conn, prefix))
+    }
+
+    /// The connection (e.g. to run other commands on the same connection).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Load the scripts now, so that the first claim does not pay for a `NOSCRIPT` retry.
+    pub async fn load_scripts(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        for script in [&self.claim, &self.complete, &self.release] {
+            script.load_async(&mut conn).await.map_err(Error::store)?;
+        }
+        Ok(())
+    }
+
+    fn record_key(&self, scope: &str, key: &IdempotencyKey) -> String {
+        format!(
+            "{}:i:{}:{}:{}",
+            self.prefix,
+            scope.len(),
+            scope,
+            key.as_str()
+        )
+    }
+
+    fn dedup_key(&self, id: &str) -> String {
+        format!("{}:d:{}", self.prefix, id)
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("unexpected reply from the claim script: {what}"))
+}
+
+fn bulk(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Result<u64, Error> {
+    bulk(v)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("number expected"))
+}
+
+#[async_trait]
+impl IdempotencyStore for RedisStore {
+    async fn claim(&self, req: ClaimRequest<'_>) -> Result<StoreClaim, Error> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = self
+            .claim
+            .key(self.record_key(req.scope, req.key))
+            .key(format!("{}:fence", self.prefix))
+            .arg(req.fingerprint.as_bytes().as_slice())
+            .arg(req.now.as_millis())
+            .arg(millis(req.lease).max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        let tag = reply
+            .first()
+            .and_then(bulk)
+            .ok_or_else(|| corrupt("empty"))?;
+        match (tag, reply.get(1)) {
+            (b"e", Some(v)) => Ok(StoreClaim::Execute { fence: number(v)? }),
+            (b"f", Some(v)) => Ok(StoreClaim::InFlight {
+                retry_after: Duration::from_millis(number(v)?),
+            }),
+            (b"r", Some(v)) => Ok(StoreClaim::Replay(StoredResponse::decode(
+                bulk(v).ok_or_else(|| corrupt("response bytes expected"))?,
+            )?)),
+            (b"m", _) => Ok(StoreClaim::Mismatch),
+            _ => Err(corrupt("unknown tag")),
+        }
+    }
+
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        fence: u64,
+        response: &StoredResponse,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .complete
+            .key(self.record_key(scope, key))
+            .arg(fence)
+            .arg(now.as_millis())
+            .arg(millis(ttl).max(1))
+            .arg(response.encode())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::StaleLease { fence })
+        }
+    }
+
+    async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .release
+            .key(self.record_key(scope, key))
+            .arg(fence)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::StaleLease { fence })
+        }
+    }
+}
+
+#[async_trait]
+impl DedupStore for RedisStore {
+    async fn insert_if_absent(
+        &self,
+        id: &str,
+        window: Duration,
+        _now: Timestamp,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.dedup_key(id))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(window).max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        Ok(set.is_some())
+    }
+
+    async fn contains(&self, id: &str, _now: Timestamp) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(self.dedup_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        Ok(n > 0)
+    }
+
+    async fn mark(
+        &self,
+        id: &str,
+        window: Duration,
+        _now: Timestamp,
+        processing_time: Option<Duration>,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let value = processing_time.map_or(1, |d| millis(d).max(1));
+        redis::cmd("SET")
+            .arg(self.dedup_key(id))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(window).max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(Error::store)
+    }
+}
