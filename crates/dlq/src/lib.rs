@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod config;
+mod error;
+mod message;
+mod ops;
+mod store;
+mod worker;
+
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use config::{QueueConfig, QueueConfigBuilder};
+pub use error::Error;
+pub use message::{
+    AttemptError, Claimed, Enqueued, Failure, Lease, Message, MessageId, NewMessage, State,
+    LEASE_EXPIRED, MAX_KEY_LEN, MAX_PRIORITY,
+};
+pub use ops::{
+    AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention,
+};
+pub use store::memory::MemoryQueue;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresQueue;
+pub use store::QueueStore;
+pub use worker::{Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport};

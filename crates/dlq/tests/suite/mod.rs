@@ -1,0 +1,682 @@
+//! The one conformance suite for `QueueStore`, run against every adapter.
+//!
+//! Each case gets a fresh store whose clock is a `ManualClock` and whose retry policy is
+//! `policy()`: time moves only when the case says so, on memory and Postgres alike.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use steadfast_dlq::{
+    AlertLevel, AlertThresholds, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, ManualClock,
+    NewMessage, Page, QueueConfig, QueueStore, Retention, State,
+};
+use steadfast_retry::{Jitter, RetryPolicy};
+
+/// A fresh store, and whatever must live as long as it (a test schema).
+pub type Made = (Arc<dyn QueueStore>, Box<dyn std::any::Any + Send>);
+
+const LEASE: Duration = Duration::from_secs(30);
+const SEC: Duration = Duration::from_secs(1);
+
+fn start() -> DateTime<Utc> {
+    // Whole seconds: Postgres keeps microseconds, so a nanosecond clock would not round-trip.
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+}
+
+/// 3 attempts; waits of 1 s then 2 s (doubling, capped at 60 s), no jitter.
+pub fn policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .exponential(SEC, 2.0)
+        .max_delay(Duration::from_secs(60))
+        .max_attempts(3)
+        .jitter(Jitter::None)
+        .build()
+        .unwrap()
+}
+
+fn msg(queue: &str, n: u32) -> NewMessage {
+    NewMessage::new(queue, json!({ "n": n }))
+}
+
+/// Runs every case; `make` builds a fresh store from a config (or `None` to skip: service down).
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn(QueueConfig) -> Fut,
+    Fut: Future<Output = Option<Made>>,
+{
+    macro_rules! case {
+        ($name:ident) => {{
+            let clock = ManualClock::new(start());
+            let config = QueueConfig::builder()
+                .default_policy(policy())
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .unwrap();
+            let Some((store, guard)) = make(config).await else {
+                return;
+            };
+            eprintln!("conformance case: {}", stringify!($name));
+            $name(&*store, &clock).await;
+            drop(store);
+            drop(guard);
+        }};
+    }
+    case!(dedup_on_enqueue);
+    case!(batch_is_all_or_nothing);
+    case!(invalid_input_is_a_typed_error);
+    case!(ordering_by_priority_then_run_at);
+    case!(backoff_schedule_is_respected);
+    case!(dead_after_max_attempts_keeps_every_error);
+    case!(fatal_and_retry_after);
+    case!(lease_expiry_redelivers_and_fences_stale_writes);
+    case!(extend_keeps_the_lease);
+    case!(orphan_with_no_attempts_left_is_dead);
+    case!(release_gives_back_without_counting);
+    case!(ack_batch_skips_lost_leases);
+    case!(replay_one_and_bulk);
+    case!(list_filters_and_pages);
+    case!(delete_and_purge);
+    case!(retention_prunes_done_and_old_dead);
+    case!(stats_by_queue);
+    case!(wait_for_work_wakes_on_enqueue);
+}
+
+async fn dedup_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
+    let first = s.enqueue(msg("q", 1).dedup_key("wamid.A")).await.unwrap();
+    assert!(matches!(first, Enqueued::New(_)));
+    let again = s.enqueue(msg("q", 2).dedup_key("wamid.A")).await.unwrap();
+    assert_eq!(again, Enqueued::Duplicate(first.id()));
+
+    // Within one batch: the first copy is stored, later ones are its duplicates; keys are
+    // per queue; messages without a key never collide.
+    let out = s
+        .enqueue_batch(vec![
+            msg("q", 3).dedup_key("wamid.B"),
+            msg("q", 4).dedup_key("wamid.B"),
+            msg("q", 5).dedup_key("wamid.A"),
+            msg("other", 6).dedup_key("wamid.A"),
+            msg("q", 7),
+            msg("q", 8),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 6);
+    assert!(!out[0].is_duplicate());
+    assert_eq!(out[1], Enqueued::Duplicate(out[0].id()));
+    assert_eq!(out[2], Enqueued::Duplicate(first.id()));
+    assert!(!out[3].is_duplicate());
+    assert_ne!(out[3].id(), first.id());
+    assert!(!out[4].is_duplicate() && !out[5].is_duplicate());
+    assert_ne!(out[4].id(), out[5].id());
+
+    let stored = s.get(first.id()).await.unwrap().unwrap();
+    assert_eq!(
+        stored.payload,
+        json!({ "n": 1 }),
+        "a duplicate never overwrites"
+    );
+
+    // Once done, the key is free again (unique while not done).
+    let claimed = s.claim("q", 10, LEASE).await.unwrap();
+    let a = claimed.iter().find(|c| c.message.id == first.id()).unwrap();
+    s.ack(&a.lease).await.unwrap();
+    let after_done = s.enqueue(msg("q", 9).dedup_key("wamid.A")).await.unwrap();
+    assert!(matches!(after_done, Enqueued::New(id) if id != first.id()));
+}
+
+async fn batch_is_all_or_nothing(s: &dyn QueueStore, _clock: &ManualClock) {
+    let err = s
+        .enqueue_batch(vec![msg("q", 1), msg("q", 2).priority(10)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(s.stats().await.unwrap().is_empty(), "nothing was stored");
+    assert!(s.enqueue_batch(vec![]).await.unwrap().is_empty());
+}
+
+async fn invalid_input_is_a_typed_error(s: &dyn QueueStore, _clock: &ManualClock) {
+    for bad in [
+        msg("", 1),
+        msg("q", 1).priority(10),
+        msg("q", 1).dedup_key(""),
+        msg("q", 1).dedup_key("x".repeat(256)),
+        msg("q", 1).max_attempts(0),
+        msg("q\n", 1),
+    ] {
+        let err = s.enqueue(bad.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad:?}: {err}");
+    }
+    let err = s.claim("q", 1, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)));
+    assert!(s.claim("q", 0, LEASE).await.unwrap().is_empty());
+}
+
+async fn ordering_by_priority_then_run_at(s: &dyn QueueStore, clock: &ManualClock) {
+    let low = s.enqueue(msg("q", 1).priority(9)).await.unwrap().id();
+    clock.advance(SEC);
+    let mid_late = s.enqueue(msg("q", 2).priority(5)).await.unwrap().id();
+    let urgent = s.enqueue(msg("q", 3).priority(0)).await.unwrap().id();
+    let mid_early = s
+        .enqueue(msg("q", 4).priority(5).delay(Duration::ZERO))
+        .await
+        .unwrap()
+        .id();
+    // Same priority: the earlier run_at wins, whatever the enqueue order.
+    let s_mid_early = s.get(mid_early).await.unwrap().unwrap();
+    let s_mid_late = s.get(mid_late).await.unwrap().unwrap();
+    assert_eq!(s_mid_early.run_at, s_mid_late.run_at);
+    let later = s
+        .enqueue(msg("q", 5).priority(0).delay(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .id();
+
+    let first = s.claim("q", 2, LEASE).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|c| c.message.id).collect();
+    assert_eq!(
+        ids,
+        vec![urgent, mid_late],
+        "priority first, then run_at, then id"
+    );
+    let rest = s.claim("q", 10, LEASE).await.unwrap();
+    let ids: Vec<_> = rest.iter().map(|c| c.message.id).collect();
+    assert_eq!(
+        ids,
+        vec![mid_early, low],
+        "the delayed message is not due yet"
+    );
+
+    clock.advance(Duration::from_secs(10));
+    let due = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].message.id, later);
+    assert_eq!(due[0].message.state, State::Running);
+    assert_eq!(due[0].message.attempts, 1);
+    assert_eq!(due[0].lease.attempt, 1);
+    assert_eq!(due[0].lease.expires_at, start() + Duration::from_secs(41));
+    assert!(s.claim("other", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn backoff_schedule_is_respected(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    let state = s
+        .fail(&c.lease, Failure::retryable("timeout", "first"))
+        .await
+        .unwrap();
+    assert_eq!(state, State::Retrying);
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.run_at, start() + policy().delay(1));
+    assert_eq!(m.lease_owner, None);
+
+    clock.advance(Duration::from_millis(999));
+    assert!(
+        s.claim("q", 1, LEASE).await.unwrap().is_empty(),
+        "not before the backoff"
+    );
+    clock.advance(Duration::from_millis(1));
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.lease.attempt, 2);
+    s.fail(&c.lease, Failure::retryable("timeout", "second"))
+        .await
+        .unwrap();
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.run_at, start() + SEC + policy().delay(2));
+    assert_eq!(policy().delay(2), Duration::from_secs(2));
+    clock.advance(Duration::from_millis(1999));
+    assert!(s.claim("q", 1, LEASE).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(s.claim("q", 1, LEASE).await.unwrap().len(), 1);
+}
+
+async fn dead_after_max_attempts_keeps_every_error(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let mut states = Vec::new();
+    for attempt in 1..=3u32 {
+        let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+        assert_eq!(c.lease.attempt, attempt);
+        states.push(
+            s.fail(
+                &c.lease,
+                Failure::retryable(format!("kind{attempt}"), format!("boom {attempt}")),
+            )
+            .await
+            .unwrap(),
+        );
+        clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(states, vec![State::Retrying, State::Retrying, State::Dead]);
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.state, State::Dead);
+    assert_eq!(m.attempts, 3);
+    let history: Vec<_> = m
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.kind.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (1, "kind1", "boom 1"),
+            (2, "kind2", "boom 2"),
+            (3, "kind3", "boom 3")
+        ]
+    );
+    assert_eq!(m.errors[1].at, start() + Duration::from_secs(60));
+    assert!(
+        s.claim("q", 1, LEASE).await.unwrap().is_empty(),
+        "dead is never claimed"
+    );
+
+    // A message's own max_attempts overrides the policy's.
+    let one = s.enqueue(msg("q", 2).max_attempts(1)).await.unwrap().id();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.message.id, one);
+    assert_eq!(c.lease.max_attempts, 1);
+    let state = s
+        .fail(&c.lease, Failure::retryable("x", "y"))
+        .await
+        .unwrap();
+    assert_eq!(state, State::Dead);
+}
+
+async fn fatal_and_retry_after(s: &dyn QueueStore, _clock: &ManualClock) {
+    let fatal = s.enqueue(msg("q", 1).priority(0)).await.unwrap().id();
+    let later = s.enqueue(msg("q", 2).priority(1)).await.unwrap().id();
+    let claimed = s.claim("q", 2, LEASE).await.unwrap();
+    assert_eq!(claimed[0].message.id, fatal);
+    let state = s
+        .fail(&claimed[0].lease, Failure::fatal("bad_payload", "no text"))
+        .await
+        .unwrap();
+    assert_eq!(state, State::Dead, "a non-retryable error is dead at once");
+    let m = s.get(fatal).await.unwrap().unwrap();
+    assert_eq!(m.attempts, 1);
+    assert_eq!(m.errors.len(), 1);
+
+    let state = s
+        .fail(
+            &claimed[1].lease,
+            Failure::retryable("http_429", "slow down").after(Duration::from_secs(90)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, State::Retrying);
+    let m = s.get(later).await.unwrap().unwrap();
+    assert_eq!(
+        m.run_at,
+        start() + Duration::from_secs(90),
+        "the failure's delay wins"
+    );
+}
+
+async fn lease_expiry_redelivers_and_fences_stale_writes(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let stale = s
+        .claim("q", 1, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(s.claim("q", 1, LEASE).await.unwrap().is_empty(), "leased");
+    // The worker "dies": no ack. After the lease, another worker gets the message.
+    clock.advance(Duration::from_secs(10));
+    let fresh = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(fresh.message.id, id);
+    assert_eq!(fresh.lease.attempt, 2);
+    assert_ne!(fresh.lease.token, stale.lease.token);
+    assert_eq!(fresh.message.errors.len(), 1);
+    assert_eq!(fresh.message.errors[0].kind, LEASE_EXPIRED);
+    assert_eq!(fresh.message.errors[0].attempt, 1);
+
+    // The stale holder can no longer settle it.
+    assert!(matches!(s.ack(&stale.lease).await, Err(Error::LeaseLost(x)) if x == id));
+    assert!(matches!(
+        s.fail(&stale.lease, Failure::retryable("x", "y")).await,
+        Err(Error::LeaseLost(_))
+    ));
+    assert!(matches!(
+        s.extend(&stale.lease, LEASE).await,
+        Err(Error::LeaseLost(_))
+    ));
+    assert!(matches!(
+        s.release(&stale.lease).await,
+        Err(Error::LeaseLost(_))
+    ));
+    assert_eq!(
+        s.ack_batch(std::slice::from_ref(&stale.lease))
+            .await
+            .unwrap(),
+        0
+    );
+
+    s.ack(&fresh.lease).await.unwrap();
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.state, State::Done);
+    // Settled: the lease is spent.
+    assert!(matches!(
+        s.ack(&fresh.lease).await,
+        Err(Error::LeaseLost(_))
+    ));
+}
+
+async fn extend_keeps_the_lease(s: &dyn QueueStore, clock: &ManualClock) {
+    s.enqueue(msg("q", 1)).await.unwrap();
+    let c = s
+        .claim("q", 1, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .remove(0);
+    clock.advance(Duration::from_secs(8));
+    let extended = s.extend(&c.lease, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(extended.expires_at, start() + Duration::from_secs(18));
+    assert_eq!(extended.token, c.lease.token);
+    clock.advance(Duration::from_secs(8));
+    assert!(
+        s.claim("q", 1, LEASE).await.unwrap().is_empty(),
+        "still leased at +16 s"
+    );
+    s.ack(&extended).await.unwrap();
+}
+
+async fn orphan_with_no_attempts_left_is_dead(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1).max_attempts(1)).await.unwrap().id();
+    s.claim("q", 1, Duration::from_secs(5)).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert!(s.claim("q", 1, LEASE).await.unwrap().is_empty());
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.state, State::Dead);
+    assert_eq!(m.errors.len(), 1);
+    assert_eq!(m.errors[0].kind, LEASE_EXPIRED);
+}
+
+async fn release_gives_back_without_counting(s: &dyn QueueStore, _clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.release(&c.lease).await.unwrap();
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Pending, 0));
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.lease.attempt, 1);
+    s.fail(&c.lease, Failure::retryable("x", "y").after(Duration::ZERO))
+        .await
+        .unwrap();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.release(&c.lease).await.unwrap();
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Retrying, 1));
+}
+
+async fn ack_batch_skips_lost_leases(s: &dyn QueueStore, clock: &ManualClock) {
+    for n in 0..5 {
+        s.enqueue(msg("q", n)).await.unwrap();
+    }
+    let mut claimed = s.claim("q", 5, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    clock.advance(Duration::from_secs(5));
+    // One lease expired and was re-claimed by someone else: its old lease is skipped.
+    let thief = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    let leases: Vec<_> = claimed.drain(..).map(|c| c.lease).collect();
+    assert_eq!(s.ack_batch(&leases).await.unwrap(), 4);
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats[0].count(State::Done), 4);
+    assert_eq!(stats[0].count(State::Running), 1);
+    assert_eq!(s.ack_batch(&[thief.lease]).await.unwrap(), 1);
+    assert_eq!(s.ack_batch(&[]).await.unwrap(), 0);
+}
+
+async fn kill(
+    s: &dyn QueueStore,
+    queue: &str,
+    kind: &str,
+    key: Option<&str>,
+) -> steadfast_dlq::MessageId {
+    let mut m = msg(queue, 0).max_attempts(1);
+    if let Some(k) = key {
+        m = m.dedup_key(k);
+    }
+    let id = s.enqueue(m).await.unwrap().id();
+    let c = s.claim(queue, 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.message.id, id);
+    s.fail(&c.lease, Failure::retryable(kind, "boom"))
+        .await
+        .unwrap();
+    id
+}
+
+async fn replay_one_and_bulk(s: &dyn QueueStore, _clock: &ManualClock) {
+    let a = kill(s, "q", "timeout", Some("k1")).await;
+    let b = kill(s, "q", "http_500", None).await;
+    let c = kill(s, "other", "timeout", None).await;
+
+    s.replay(a).await.unwrap();
+    let m = s.get(a).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Pending, 0));
+    assert_eq!(m.errors.len(), 1, "history is kept across a replay");
+    // The replayed message still holds its key.
+    let dup = s.enqueue(msg("q", 1).dedup_key("k1")).await.unwrap();
+    assert_eq!(dup, Enqueued::Duplicate(a));
+
+    assert!(matches!(
+        s.replay(a).await,
+        Err(Error::WrongState {
+            actual: State::Pending,
+            expected: State::Dead,
+            ..
+        })
+    ));
+    let missing = steadfast_dlq::MessageId::new();
+    assert!(matches!(s.replay(missing).await, Err(Error::NotFound(x)) if x == missing));
+
+    // Bulk, by filter: only the timeouts of queue "other"... then everything left.
+    assert_eq!(
+        s.replay_matching(&Filter::dead().error_kind("timeout"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.get(c).await.unwrap().unwrap().state, State::Pending);
+    assert_eq!(s.get(b).await.unwrap().unwrap().state, State::Dead);
+    assert!(matches!(
+        s.replay_matching(&Filter::in_state(State::Done)).await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(
+        s.replay_matching(&Filter::dead().queue("q")).await.unwrap(),
+        1
+    );
+    let again = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|c| c.lease.attempt == 1));
+}
+
+async fn list_filters_and_pages(s: &dyn QueueStore, clock: &ManualClock) {
+    let a = kill(s, "q", "timeout", None).await;
+    clock.advance(Duration::from_secs(100));
+    let b = kill(s, "q", "http_500", None).await;
+    clock.advance(Duration::from_secs(100));
+    let c = kill(s, "q", "timeout", None).await;
+    let d = kill(s, "other", "timeout", None).await;
+    s.enqueue(msg("q", 9)).await.unwrap();
+
+    let ids = |v: Vec<steadfast_dlq::Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let all = s.list(&Filter::dead(), Page::default()).await.unwrap();
+    assert_eq!(ids(all.clone()), vec![a, b, c, d]);
+    let m = &all[0];
+    assert_eq!(m.last_error().unwrap().kind, "timeout");
+    assert_eq!(
+        ids(s
+            .list(&Filter::dead().queue("q"), Page::default())
+            .await
+            .unwrap()),
+        vec![a, b, c]
+    );
+    assert_eq!(
+        ids(s
+            .list(&Filter::dead().error_kind("timeout"), Page::default())
+            .await
+            .unwrap()),
+        vec![a, c, d]
+    );
+    let window = Filter::dead().between(
+        start() + Duration::from_secs(50),
+        start() + Duration::from_secs(150),
+    );
+    assert_eq!(
+        ids(s.list(&window, Page::default()).await.unwrap()),
+        vec![b]
+    );
+    assert_eq!(
+        s.list(&Filter::in_state(State::Pending), Page::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let page1 = ids(s.list(&Filter::dead(), Page::first(2)).await.unwrap());
+    assert_eq!(page1, vec![a, b]);
+    let page2 = ids(s
+        .list(&Filter::dead(), Page::first(2).after(page1[1]))
+        .await
+        .unwrap());
+    assert_eq!(page2, vec![c, d]);
+    let page3 = s
+        .list(&Filter::dead(), Page::first(2).after(page2[1]))
+        .await
+        .unwrap();
+    assert!(page3.is_empty());
+}
+
+async fn delete_and_purge(s: &dyn QueueStore, _clock: &ManualClock) {
+    let a = kill(s, "q", "timeout", Some("k")).await;
+    let b = kill(s, "q", "http_500", None).await;
+    let c = kill(s, "other", "timeout", None).await;
+    let live = s.enqueue(msg("q", 1)).await.unwrap().id();
+
+    assert!(s.delete(a).await.unwrap());
+    assert!(!s.delete(a).await.unwrap());
+    assert!(s.get(a).await.unwrap().is_none());
+    // Its key is free again.
+    assert!(
+        !s.enqueue(msg("q", 2).dedup_key("k"))
+            .await
+            .unwrap()
+            .is_duplicate()
+    );
+
+    assert_eq!(s.purge(&Filter::dead().queue("q")).await.unwrap(), 1);
+    assert!(s.get(b).await.unwrap().is_none());
+    assert!(s.get(c).await.unwrap().is_some(), "other queues untouched");
+    assert!(
+        s.get(live).await.unwrap().is_some(),
+        "live messages untouched"
+    );
+    assert_eq!(s.purge(&Filter::dead()).await.unwrap(), 1);
+}
+
+async fn retention_prunes_done_and_old_dead(s: &dyn QueueStore, clock: &ManualClock) {
+    let old_dead = kill(s, "q", "timeout", None).await;
+    s.enqueue(msg("q", 1)).await.unwrap();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.ack(&c.lease).await.unwrap();
+    let old_done = c.message.id;
+
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    s.enqueue(msg("q", 2)).await.unwrap();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.ack(&c.lease).await.unwrap();
+    let new_done = c.message.id;
+    let pending = s.enqueue(msg("q", 3)).await.unwrap().id();
+
+    let pruned = s.prune(&Retention::default()).await.unwrap();
+    assert_eq!((pruned.done, pruned.dead), (1, 0));
+    assert!(s.get(old_done).await.unwrap().is_none());
+    assert!(s.get(new_done).await.unwrap().is_some());
+    assert!(
+        s.get(old_dead).await.unwrap().is_some(),
+        "dead kept 30 days"
+    );
+    assert!(s.get(pending).await.unwrap().is_some());
+
+    clock.advance(Duration::from_secs(30 * 24 * 3600));
+    let keep_dead = Retention {
+        dead: None,
+        ..Retention::default()
+    };
+    let pruned = s.prune(&keep_dead).await.unwrap();
+    assert_eq!((pruned.done, pruned.dead), (1, 0), "dead kept when told");
+    assert!(s.get(old_dead).await.unwrap().is_some());
+    let pruned = s.prune(&Retention::default()).await.unwrap();
+    assert_eq!((pruned.done, pruned.dead), (0, 1));
+    assert!(s.get(old_dead).await.unwrap().is_none());
+    assert!(
+        s.get(pending).await.unwrap().is_some(),
+        "live messages are never pruned"
+    );
+}
+
+async fn stats_by_queue(s: &dyn QueueStore, clock: &ManualClock) {
+    kill(s, "a", "timeout", None).await;
+    kill(s, "a", "timeout", None).await;
+    s.enqueue(msg("a", 1)).await.unwrap();
+    s.enqueue(msg("a", 2).delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(30));
+    s.enqueue(msg("a", 3)).await.unwrap();
+    s.enqueue(msg("b", 1)).await.unwrap();
+    s.enqueue(msg("b", 2)).await.unwrap();
+    let c = s.claim("b", 1, LEASE).await.unwrap().remove(0);
+    clock.advance(Duration::from_secs(5));
+
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.len(), 2);
+    let a = &stats[0];
+    assert_eq!(a.queue, "a");
+    assert_eq!(a.count(State::Dead), 2);
+    assert_eq!(a.dead(), 2);
+    assert_eq!(a.count(State::Pending), 3);
+    assert_eq!(a.count(State::Done), 0);
+    assert_eq!(a.depth(), 3);
+    assert_eq!(
+        a.oldest_due_age,
+        Duration::from_secs(35),
+        "delayed messages are not due"
+    );
+    let b = &stats[1];
+    assert_eq!((b.count(State::Pending), b.count(State::Running)), (1, 1));
+    assert_eq!(b.oldest_due_age, Duration::from_secs(5));
+
+    let thresholds = AlertThresholds::new(2, 3).unwrap();
+    assert_eq!(thresholds.check(a.dead()), AlertLevel::Warn);
+    assert_eq!(thresholds.check(b.dead()), AlertLevel::Ok);
+    s.ack(&c.lease).await.unwrap();
+    assert_eq!(s.stats().await.unwrap()[1].count(State::Done), 1);
+}
+
+async fn wait_for_work_wakes_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
+    // The wait's own timeout is an hour; finishing at all proves the wake-up (the bound below
+    // only keeps a broken wake-up from hanging the suite).
+    let waiting = s.wait_for_work("q", Duration::from_secs(3600));
+    let enqueue = async {
+        // Let the waiter subscribe first (Postgres LISTEN is asynchronous).
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.enqueue(msg("q", 1)).await.unwrap();
+        }
+    };
+    let woke = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            () = waiting => true,
+            () = enqueue => false,
+        }
+    })
+    .await;
+    assert!(
+        matches!(woke, Ok(true)),
+        "an enqueue must wake a waiting worker"
+    );
+}
