@@ -402,7 +402,8 @@ impl Inner {
             }
             _ => {}
         }
-        self.state.store((epoch << STATE_BITS) | to, Ordering::Release);
+        self.state
+            .store((epoch << STATE_BITS) | to, Ordering::Release);
         drop(guard);
         self.events.emit(|| Event::Transition {
             name: Arc::clone(&self.name),
@@ -420,7 +421,8 @@ impl Inner {
             self.window.reset(self.now());
             self.consecutive_opens.store(0, Ordering::Relaxed);
             self.not_permitted.store(0, Ordering::Relaxed);
-            self.state.store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
+            self.state
+                .store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
             drop(guard);
         }
         self.events.emit(|| Event::Reset {

@@ -376,10 +376,7 @@ mod tests {
             b().time_window(Duration::from_millis(500)).build(),
             Err(ConfigError::TimeWindow { .. })
         ));
-        assert_eq!(
-            b().minimum_calls(0).build(),
-            Err(ConfigError::MinimumCalls)
-        );
+        assert_eq!(b().minimum_calls(0).build(), Err(ConfigError::MinimumCalls));
         assert!(matches!(
             b().half_open_permits(0).build(),
             Err(ConfigError::HalfOpenPermits { .. })

@@ -41,9 +41,9 @@ impl Event {
     /// The name of the breaker that emitted this event.
     pub fn name(&self) -> &str {
         match self {
-            Event::Transition { name, .. } | Event::Rejected { name, .. } | Event::Reset { name } => {
-                name
-            }
+            Event::Transition { name, .. }
+            | Event::Rejected { name, .. }
+            | Event::Reset { name } => name,
         }
     }
 }

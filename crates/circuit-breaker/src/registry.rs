@@ -166,7 +166,12 @@ impl Registry {
 
     /// Names of all breakers, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.breakers.iter().map(|e| e.key().clone()).collect();
+        let mut names: Vec<String> = self
+            .inner
+            .breakers
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
         names.sort();
         names
     }
