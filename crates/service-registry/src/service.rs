@@ -163,7 +163,9 @@ impl Service {
         }
         let mut retry_after: Option<Duration> = None;
         while !pool.is_empty() {
-            let pick = self.balancer.pick(self.config.balance, &pool);
+            let pick = self
+                .balancer
+                .pick(self.config.balance, &pool, tried.is_empty());
             let slot = pool[pick];
             let member = &self.members[slot.index];
             match member.breaker.try_acquire_owned() {

@@ -8,7 +8,7 @@ mod p2c;
 mod round_robin;
 mod weighted;
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,15 @@ pub enum Balance {
     P2cLeastPending,
 }
 
+/// The cursor's value for this pick, moved on by one when `advance`.
+fn ticket(cursor: &AtomicUsize, advance: bool) -> usize {
+    if advance {
+        cursor.fetch_add(1, Ordering::Relaxed)
+    } else {
+        cursor.load(Ordering::Relaxed)
+    }
+}
+
 /// What a strategy needs to know about a candidate.
 pub(crate) trait Candidate {
     fn weight(&self) -> u32;
@@ -44,11 +53,21 @@ pub(crate) struct Balancer {
 
 impl Balancer {
     /// Picks an index into `candidates` (non-empty) with `strategy`.
-    pub(crate) fn pick<C: Candidate>(&self, strategy: Balance, candidates: &[C]) -> usize {
+    ///
+    /// `advance` is false for a retry's pick among the endpoints a call has not tried yet: it
+    /// reads the cursor without moving it, so retries do not shift the rotation (otherwise the
+    /// endpoint after a failing one would be skipped and the failing one tried first by every
+    /// call).
+    pub(crate) fn pick<C: Candidate>(
+        &self,
+        strategy: Balance,
+        candidates: &[C],
+        advance: bool,
+    ) -> usize {
         debug_assert!(!candidates.is_empty());
         match strategy {
-            Balance::RoundRobin => round_robin::pick(&self.cursor, candidates.len()),
-            Balance::WeightedRoundRobin => weighted::pick(&self.cursor, candidates),
+            Balance::RoundRobin => round_robin::pick(&self.cursor, candidates.len(), advance),
+            Balance::WeightedRoundRobin => weighted::pick(&self.cursor, candidates, advance),
             Balance::P2cLeastPending => p2c::pick(candidates, &mut rand::rng()),
         }
     }
@@ -75,7 +94,9 @@ pub(crate) mod tests {
     fn round_robin_visits_each_in_turn() {
         let b = Balancer::default();
         let c = [Fake(1, 0); 3];
-        let picks: Vec<_> = (0..6).map(|_| b.pick(Balance::RoundRobin, &c)).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| b.pick(Balance::RoundRobin, &c, true))
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 
@@ -85,7 +106,7 @@ pub(crate) mod tests {
         let c = [Fake(3, 0), Fake(1, 0), Fake(2, 0)];
         let mut counts = [0; 3];
         for _ in 0..600 {
-            counts[b.pick(Balance::WeightedRoundRobin, &c)] += 1;
+            counts[b.pick(Balance::WeightedRoundRobin, &c, true)] += 1;
         }
         assert_eq!(counts, [300, 100, 200]);
     }
@@ -95,7 +116,7 @@ pub(crate) mod tests {
         let b = Balancer::default();
         let c = [Fake(1, 0), Fake(1, 9), Fake(1, 1)];
         for _ in 0..1000 {
-            assert_ne!(b.pick(Balance::P2cLeastPending, &c), 1);
+            assert_ne!(b.pick(Balance::P2cLeastPending, &c, true), 1);
         }
     }
 }

@@ -1,17 +1,17 @@
 //! Weighted round robin: a shared cursor over the cumulative weights.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use super::Candidate;
 
 /// Each cycle of `sum(weights)` picks gives every candidate exactly its weight in picks. A zero
 /// weight (refused by the config) is treated as 1 so nothing is starved by accident.
-pub(crate) fn pick<C: Candidate>(cursor: &AtomicUsize, candidates: &[C]) -> usize {
+pub(crate) fn pick<C: Candidate>(cursor: &AtomicUsize, candidates: &[C], advance: bool) -> usize {
     let total: u64 = candidates
         .iter()
         .map(|c| u64::from(c.weight().max(1)))
         .sum();
-    let mut ticket = (cursor.fetch_add(1, Ordering::Relaxed) as u64) % total;
+    let mut ticket = (super::ticket(cursor, advance) as u64) % total;
     for (i, c) in candidates.iter().enumerate() {
         let w = u64::from(c.weight().max(1));
         if ticket < w {
@@ -40,7 +40,7 @@ mod tests {
             let total: u32 = weights.iter().sum();
             let mut counts = vec![0u32; c.len()];
             for _ in 0..total {
-                counts[pick(&cursor, &c)] += 1;
+                counts[pick(&cursor, &c, true)] += 1;
             }
             prop_assert_eq!(counts, weights);
         }
