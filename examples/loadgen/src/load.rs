@@ -257,6 +257,7 @@ struct Shared {
     counters: Counters,
     other_codes: Mutex<BTreeMap<u16, u64>>,
     latencies_us: Mutex<Vec<u32>>,
+    accepted_latencies_us: Mutex<Vec<u32>>,
     accepted_ids: Mutex<HashSet<String>>,
 }
 
@@ -290,6 +291,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
         counters: Counters::default(),
         other_codes: Mutex::new(BTreeMap::new()),
         latencies_us: Mutex::new(Vec::new()),
+        accepted_latencies_us: Mutex::new(Vec::new()),
         accepted_ids: Mutex::new(HashSet::new()),
     });
     let mut generator = PayloadGenerator::new(config.generator.clone())?;
@@ -365,6 +367,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
     let c = &shared.counters;
     let accepted_ids = std::mem::take(&mut *shared.accepted_ids.lock());
     let mut latencies = std::mem::take(&mut *shared.latencies_us.lock());
+    let mut accepted_latencies = std::mem::take(&mut *shared.accepted_latencies_us.lock());
     let sends_accepted = Counters::get(&c.accepted);
     let per_sec = |n: f64| {
         if elapsed_secs > 0.0 {
@@ -394,6 +397,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
             timeouts: Counters::get(&c.timeouts),
         },
         latency: Latency::from_micros(&mut latencies),
+        latency_accepted: Latency::from_micros(&mut accepted_latencies),
     };
     Ok(LoadOutcome {
         report,
@@ -513,6 +517,7 @@ async fn attempt(
     match status {
         200 => {
             c.ok.fetch_add(1, Ordering::Relaxed);
+            s.accepted_latencies_us.lock().push(micros);
             return Ok(());
         }
         429 => c.r429.fetch_add(1, Ordering::Relaxed),

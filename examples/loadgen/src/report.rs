@@ -96,8 +96,10 @@ pub struct SendReport {
     pub messages_accepted_per_sec: f64,
     /// Answers by class.
     pub status: StatusCounts,
-    /// Attempt latency.
+    /// Latency of every answered attempt (200, 429, 503, ...).
     pub latency: Latency,
+    /// Latency of the attempts answered 200 only.
+    pub latency_accepted: Latency,
 }
 
 /// Per-message-id outcome: what was accepted against what reached the downstream.
@@ -227,6 +229,12 @@ impl fmt::Display for Report {
             "latency ms p50 {:.2} | p95 {:.2} | p99 {:.2} | max {:.2} (n={})",
             s.latency.p50_ms, s.latency.p95_ms, s.latency.p99_ms, s.latency.max_ms, s.latency.count
         )?;
+        let la = &s.latency_accepted;
+        writeln!(
+            f,
+            "latency of 200s ms p50 {:.2} | p95 {:.2} | p99 {:.2} | max {:.2} (n={})",
+            la.p50_ms, la.p95_ms, la.p99_ms, la.max_ms, la.count
+        )?;
         writeln!(
             f,
             "status 200 {} | 429 {} | 503 {} | other {} {:?} | connection errors {} | timeouts {}",
@@ -259,12 +267,8 @@ impl fmt::Display for Report {
                     d.unknown_ids_delivered
                 )?;
                 if !d.lost_ids.is_empty() {
-                    writeln!(
-                        f,
-                        "lost ids (first {}): {}",
-                        d.lost_ids.len(),
-                        d.lost_ids.join(" ")
-                    )?;
+                    let shown = &d.lost_ids[..d.lost_ids.len().min(10)];
+                    writeln!(f, "lost ids (first {}): {}", shown.len(), shown.join(" "))?;
                 }
             }
             None => writeln!(f, "== delivery not checked (no fakes)")?,

@@ -67,6 +67,7 @@ async fn baseline_accepts_everything_and_nothing_is_delivered() {
     assert_eq!(s.requests, s.status.ok_200);
     assert_eq!(s.retries, 0);
     assert_eq!(s.latency.count, s.requests);
+    assert_eq!(s.latency_accepted.count, s.status.ok_200);
     let d = r.delivery.as_ref().unwrap();
     assert!(d.messages_sent > 0);
     assert_eq!(d.messages_accepted, d.messages_sent);
@@ -212,6 +213,8 @@ async fn retried_503s_end_accepted_and_every_message_is_delivered_once() {
     );
     assert_eq!(s.requests, stub.requests.load(Ordering::SeqCst));
     assert_eq!(s.retries, s.status.unavailable_503);
+    assert_eq!(s.latency.count, s.requests);
+    assert_eq!(s.latency_accepted.count, s.sends_accepted);
     assert_eq!(s.sends_never_accepted, 0);
     assert_eq!(s.sends_accepted, s.payloads + s.duplicate_sends);
     let d = r.delivery.as_ref().unwrap();
