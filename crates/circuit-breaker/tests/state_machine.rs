@@ -252,7 +252,10 @@ fn half_open_admits_exactly_n() {
     probes.next().unwrap().success();
     probes.next().unwrap().success();
     assert_eq!(b.state(), State::HalfOpen);
-    assert!(b.try_acquire().is_err(), "completed probes are not handed out again");
+    assert!(
+        b.try_acquire().is_err(),
+        "completed probes are not handed out again"
+    );
     probes.next().unwrap().success();
     assert_eq!(b.state(), State::Closed);
 }

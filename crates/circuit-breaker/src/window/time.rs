@@ -142,14 +142,27 @@ impl TimeWindow {
         stats
     }
 
+    /// The window as of `now`, without moving it: a read never evicts on its own, so that
+    /// every eviction is seen by the recording path that evaluates the rates.
     pub(crate) fn stats(&self, now: u64) -> Stats {
-        let mut sealed = self.sealed.lock();
-        self.rotate(&mut sealed, now / BUCKET_NANOS);
-        let mut stats = sealed.total;
-        add(
-            &mut stats,
-            self.bucket(self.current.load(Ordering::Acquire)).load(),
-        );
+        let sealed = self.sealed.lock();
+        let second = now / BUCKET_NANOS;
+        let current = self.current.load(Ordering::Acquire);
+        let live = self.bucket(current).load();
+        if second <= current {
+            let mut stats = sealed.total;
+            add(&mut stats, live);
+            return stats;
+        }
+        let mut stats = Stats::default();
+        for (at, held) in sealed.buckets.iter().flatten().copied() {
+            if at + self.secs > second {
+                add(&mut stats, held);
+            }
+        }
+        if current + self.secs > second {
+            add(&mut stats, live);
+        }
         stats
     }
 
