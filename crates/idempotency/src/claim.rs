@@ -140,7 +140,7 @@ impl Idempotency {
                     scope: scope.to_owned(),
                     key: key.clone(),
                     fence,
-                    expires_at: now.add(self.config.lease_duration),
+                    expires_at: now.plus(self.config.lease_duration),
                     settled: false,
                 })
             }

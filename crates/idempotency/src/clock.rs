@@ -31,14 +31,22 @@ impl Timestamp {
         Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
-    /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    /// `self + d`, saturating (also available as `+`).
+    pub fn plus(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(millis(d)))
     }
 
     /// Time from `self` until `later` (zero if `later` is not after `self`).
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, d: Duration) -> Timestamp {
+        self.plus(d)
     }
 }
 

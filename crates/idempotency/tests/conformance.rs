@@ -69,7 +69,7 @@ async fn idempotency_store_suite(store: Arc<dyn IdempotencyStore>) {
     // Execute, then in flight, then replay byte-identical.
     let k = key("replay");
     let fence = fence_of(claim(s, "", &k, fp("a"), t0).await);
-    let later = t0.add(Duration::from_secs(10));
+    let later = t0.plus(Duration::from_secs(10));
     assert_eq!(
         claim(s, "", &k, fp("a"), later).await,
         StoreClaim::InFlight {
@@ -96,7 +96,7 @@ async fn idempotency_store_suite(store: Arc<dyn IdempotencyStore>) {
         StoreClaim::Replay(response("one"))
     );
     // After the TTL the key is free again.
-    let after_ttl = later.add(TTL);
+    let after_ttl = later.plus(TTL);
     let fence2 = fence_of(claim(s, "", &k, fp("b"), after_ttl).await);
     assert_ne!(fence2, fence);
 
@@ -127,7 +127,7 @@ async fn idempotency_store_suite(store: Arc<dyn IdempotencyStore>) {
     // Fencing: lease expires, someone else claims, the old holder cannot complete.
     let k = key("fencing");
     let old = fence_of(claim(s, "", &k, fp("a"), t0).await);
-    let expired = t0.add(LEASE);
+    let expired = t0.plus(LEASE);
     // An expired lease cannot complete even before anyone re-claims.
     assert!(matches!(
         s.complete("", &k, old, &response("old"), TTL, expired)
@@ -216,14 +216,14 @@ async fn dedup_store_suite(store: Arc<dyn DedupStore>, honours_clock: bool) {
     assert_eq!(firsts, 1);
 
     if honours_clock {
-        let after = t0.add(window);
+        let after = t0.plus(window);
         assert!(!s.contains("wamid.A", after).await.unwrap());
         assert!(s.insert_if_absent("wamid.A", window, after).await.unwrap());
         assert!(s.contains("wamid.A", after).await.unwrap());
         // mark renews the window from its own now.
         s.mark("wamid.B", window, after, None).await.unwrap();
         assert!(
-            s.contains("wamid.B", after.add(window - Duration::from_secs(1)))
+            s.contains("wamid.B", after.plus(window - Duration::from_secs(1)))
                 .await
                 .unwrap()
         );
@@ -272,7 +272,7 @@ async fn postgres_store_conforms() {
     dedup_store_suite(Arc::new(store.clone()), true).await;
 
     // The reaper removes what expired, and only that.
-    let far = Timestamp::now().add(Duration::from_secs(10 * 24 * 3600));
+    let far = Timestamp::now().plus(Duration::from_secs(10 * 24 * 3600));
     let removed = store.reap(far).await.unwrap();
     assert!(removed > 0);
     assert_eq!(store.reap(far).await.unwrap(), 0);

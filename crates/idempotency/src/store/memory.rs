@@ -106,7 +106,7 @@ impl IdempotencyStore for MemoryStore {
             fingerprint: req.fingerprint,
             fence,
             state: State::InFlight,
-            expires_at: req.now.add(req.lease),
+            expires_at: req.now.plus(req.lease),
         };
         match self.inner.records.entry(record_key(req.scope, req.key)) {
             Entry::Occupied(mut entry) => {
@@ -152,7 +152,7 @@ impl IdempotencyStore for MemoryStore {
             })
             .ok_or(Error::StaleLease { fence })?;
         record.state = State::Completed(Arc::new(response.clone()));
-        record.expires_at = now.add(ttl);
+        record.expires_at = now.plus(ttl);
         Ok(())
     }
 
@@ -180,11 +180,11 @@ impl DedupStore for MemoryStore {
                 if *e.get() > now {
                     return Ok(false);
                 }
-                e.insert(now.add(window));
+                e.insert(now.plus(window));
                 Ok(true)
             }
             Entry::Vacant(e) => {
-                e.insert(now.add(window));
+                e.insert(now.plus(window));
                 Ok(true)
             }
         }
@@ -202,7 +202,7 @@ impl DedupStore for MemoryStore {
         _processing_time: Option<Duration>,
     ) -> Result<(), Error> {
         // Processing time is reported through metrics by the Deduplicator; memory keeps none.
-        self.inner.dedup.insert(id.to_owned(), now.add(window));
+        self.inner.dedup.insert(id.to_owned(), now.plus(window));
         Ok(())
     }
 }
@@ -223,7 +223,7 @@ mod tests {
             .insert_if_absent("b", Duration::from_secs(10), t0)
             .await
             .unwrap();
-        assert_eq!(store.sweep(t0.add(Duration::from_secs(5))), 1);
+        assert_eq!(store.sweep(t0.plus(Duration::from_secs(5))), 1);
         assert_eq!(store.len(), 1);
     }
 

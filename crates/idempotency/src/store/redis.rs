@@ -15,9 +15,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
+use tokio::sync::OnceCell;
 
 use crate::clock::{Timestamp, millis};
 use crate::error::Error;
@@ -59,7 +62,9 @@ return 1
 /// Redis and prefix. Cheap to clone (one multiplexed, auto-reconnecting connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Arc<OnceCell<ConnectionManager>>,
+    /// Set for a lazily connected store: connect on first use, again after a failure.
+    client: Option<redis::Client>,
     prefix: String,
     claim: Script,
     complete: Script,
@@ -78,7 +83,8 @@ impl RedisStore {
     /// A store on `conn`, keys under `prefix` (e.g. `"idem"`; no trailing colon).
     pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
         RedisStore {
-            conn,
+            conn: Arc::new(OnceCell::new_with(Some(conn))),
+            client: None,
             prefix: prefix.into(),
             claim: Script::new(CLAIM),
             complete: Script::new(COMPLETE),
@@ -90,24 +96,46 @@ impl RedisStore {
     /// call quickly instead of hanging a request), keys under `prefix`.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(Error::store)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(Error::store)?;
+        let conn = open(client).await?;
         Ok(Self::new(conn, prefix))
     }
 
+    /// A store that connects to `url` on first use (and again on the next call after a
+    /// failed attempt), so a service can start while Redis is down: calls fail with
+    /// [`Error::StoreUnavailable`] until it is back. Fails only on a malformed URL.
+    pub fn lazy(url: &str, prefix: impl Into<String>) -> Result<Self, Error> {
+        let client = redis::Client::open(url).map_err(Error::store)?;
+        let mut store = Self::new_unconnected(prefix.into());
+        store.client = Some(client);
+        Ok(store)
+    }
+
+    fn new_unconnected(prefix: String) -> Self {
+        RedisStore {
+            conn: Arc::new(OnceCell::new()),
+            client: None,
+            prefix,
+            claim: Script::new(CLAIM),
+            complete: Script::new(COMPLETE),
+            release: Script::new(RELEASE),
+        }
+    }
+
     /// The connection (e.g. to run other commands on the same connection).
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub async fn connection(&self) -> Result<ConnectionManager, Error> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| Error::store(std::io::Error::other("no Redis connection")))?;
+        self.conn.get_or_try_init(|| open(client)).await.cloned()
     }
 
     /// Load the scripts now, so that the first claim does not pay for a `NOSCRIPT` retry.
     pub async fn load_scripts(&self) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         for script in [&self.claim, &self.complete, &self.release] {
             script.load_async(&mut conn).await.map_err(Error::store)?;
         }
@@ -127,6 +155,18 @@ impl RedisStore {
     fn dedup_key(&self, id: &str) -> String {
         format!("{}:d:{}", self.prefix, id)
     }
+}
+
+/// Connect with bounded connect and response timeouts, so that a dead Redis fails a call
+/// quickly instead of hanging a request.
+async fn open(client: redis::Client) -> Result<ConnectionManager, Error> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(Error::store)
 }
 
 fn corrupt(what: &str) -> Error {
@@ -151,7 +191,7 @@ fn number(v: &Value) -> Result<u64, Error> {
 #[async_trait]
 impl IdempotencyStore for RedisStore {
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<StoreClaim, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let reply: Vec<Value> = self
             .claim
             .key(self.record_key(req.scope, req.key))
@@ -188,7 +228,7 @@ impl IdempotencyStore for RedisStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let done: i64 = self
             .complete
             .key(self.record_key(scope, key))
@@ -207,7 +247,7 @@ impl IdempotencyStore for RedisStore {
     }
 
     async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let done: i64 = self
             .release
             .key(self.record_key(scope, key))
@@ -231,7 +271,7 @@ impl DedupStore for RedisStore {
         window: Duration,
         _now: Timestamp,
     ) -> Result<bool, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let set: Option<String> = redis::cmd("SET")
             .arg(self.dedup_key(id))
             .arg(1)
@@ -245,7 +285,7 @@ impl DedupStore for RedisStore {
     }
 
     async fn contains(&self, id: &str, _now: Timestamp) -> Result<bool, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let n: i64 = redis::cmd("EXISTS")
             .arg(self.dedup_key(id))
             .query_async(&mut conn)
@@ -261,7 +301,7 @@ impl DedupStore for RedisStore {
         _now: Timestamp,
         processing_time: Option<Duration>,
     ) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let value = processing_time.map_or(1, |d| millis(d).max(1));
         redis::cmd("SET")
             .arg(self.dedup_key(id))

@@ -1,0 +1,41 @@
+//! The tower [`IdempotencyLayer`] (feature `tower`), usable with axum.
+//!
+//! Guards unsafe methods (POST and PATCH by default; PUT and DELETE on request) that carry an
+//! `Idempotency-Key` header:
+//!
+//! | situation | answer |
+//! |---|---|
+//! | key missing (when required, the default) | 400 `missing_idempotency_key` |
+//! | key malformed | 400 `invalid_idempotency_key` |
+//! | first request | the handler runs; its response is stored (2xx, 4xx by default) |
+//! | retry, same request | the stored response, byte-identical, plus `Idempotent-Replayed: true` |
+//! | retry while the first still runs | 409 `request_in_flight` with `Retry-After` |
+//! | same key, different request | 422 `idempotency_key_reused` |
+//! | store down, `FailClosed` (default) | 503 `idempotency_store_unavailable` with `Retry-After` |
+//! | store down, `FailOpen` | the handler runs unprotected (counted) |
+//!
+//! Errors are `application/problem+json` (RFC 9457) with `type`, `title`, `status`, `detail`
+//! and a stable `code`.
+//!
+//! Design notes:
+//! - The request body is buffered (up to `max_request_bytes`, 413 beyond) because the
+//!   fingerprint covers it; the handler then gets the same bytes.
+//! - The response body of a stored outcome is buffered to store it. Responses that are not
+//!   stored (5xx by default) stream through untouched.
+//! - If the client disconnects, the response future is dropped and with it the [`Lease`]
+//!   (crate::Lease), which releases the key in the background; a handler panic does the same.
+//! - The inner service must be `Clone` (the usual tower pattern): each request drives its own
+//!   clone inside a boxed future.
+
+mod layer;
+mod problem;
+mod service;
+
+pub use layer::IdempotencyLayer;
+pub use problem::{Problem, ProblemCode};
+pub use service::{IdempotencyService, ResponseFuture};
+
+/// The request header carrying the key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header marking a replayed response.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
