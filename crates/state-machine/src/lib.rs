@@ -5,12 +5,18 @@ pub mod conversation;
 mod definition;
 mod error;
 mod instance;
+mod machines;
 mod mermaid;
 mod registry;
+mod store;
 mod types;
 
 pub use definition::{DEFAULT_HISTORY_LIMIT, Definition, DefinitionBuilder, Edge, Transition};
 pub use error::Error;
 pub use instance::{HistoryRecord, Instance};
-pub use registry::Registry;
+pub use machines::{Applied, DEFAULT_CONFLICT_RETRIES, Machines, SweepReport};
+pub use registry::{Registry, Restored};
+#[cfg(feature = "postgres")]
+pub use store::PostgresSnapshots;
+pub use store::{MemorySnapshots, Snapshot, SnapshotStore};
 pub use types::{Event, StateId};

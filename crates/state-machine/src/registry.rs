@@ -12,6 +12,11 @@ use crate::error::Error;
 use crate::instance::Instance;
 use crate::types::{Event, StateId};
 
+/// A restored instance with the definition it runs on.
+pub type Restored<S, E, C> = (Arc<Definition<S, E, C>>, Instance<S, C>);
+
+type Versions<S, E, C> = BTreeMap<u32, Arc<Definition<S, E, C>>>;
+
 type Migration = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync>;
 
 /// Definitions by name and version, so that an instance loaded from storage finds the
@@ -21,7 +26,7 @@ type Migration = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, Stri
 /// today's type). A migration registered for `(name, from)` turns a `from` instance into a
 /// `to` one; [`restore`](Registry::restore) chains them until it reaches a registered version.
 pub struct Registry<S: StateId, E: Event, C> {
-    definitions: HashMap<String, BTreeMap<u32, Arc<Definition<S, E, C>>>>,
+    definitions: HashMap<String, Versions<S, E, C>>,
     migrations: HashMap<(String, u32), (u32, Migration)>,
 }
 
@@ -114,10 +119,7 @@ where
     /// [`Error::UnknownDefinition`] when neither the version nor a migration path exists,
     /// [`Error::Migration`] when a migration fails, [`Error::Serialization`] when the JSON does
     /// not fit the types.
-    pub fn restore(
-        &self,
-        mut value: serde_json::Value,
-    ) -> Result<(Arc<Definition<S, E, C>>, Instance<S, C>), Error> {
+    pub fn restore(&self, mut value: serde_json::Value) -> Result<Restored<S, E, C>, Error> {
         let name = value
             .get("definition")
             .and_then(|v| v.as_str())

@@ -1,0 +1,279 @@
+//! The typed face of a [`SnapshotStore`]: load, send, save with retry on conflict, sweep.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::definition::{Definition, Transition};
+use crate::error::Error;
+use crate::instance::Instance;
+use crate::registry::{Registry, Restored};
+use crate::store::SnapshotStore;
+use crate::types::{Event, StateId};
+
+/// Default number of reload-and-retry rounds [`Machines::send`] makes on a version conflict.
+pub const DEFAULT_CONFLICT_RETRIES: u32 = 5;
+
+/// What [`Machines::send`] did: the transition and the instance as saved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied<S, C> {
+    /// The transition (`ignored` when the definition ignores unhandled events and nothing was
+    /// saved).
+    pub transition: Transition<S>,
+    /// The instance after the event, with its new stored [`version`](Instance::version).
+    pub instance: Instance<S, C>,
+}
+
+/// What one [`Machines::sweep`] did.
+#[derive(Debug)]
+pub struct SweepReport<S> {
+    /// Keys whose timeout fired, with the transition taken.
+    pub fired: Vec<(String, Transition<S>)>,
+    /// Keys saved by someone else between the sweep's load and save (left to them; a later
+    /// sweep sees them again if still due).
+    pub conflicts: Vec<String>,
+    /// Keys whose instance could not be restored or whose timeout event has no transition.
+    /// They stay due: fix the definition (or delete the key).
+    pub failed: Vec<(String, Error)>,
+}
+
+impl<S> Default for SweepReport<S> {
+    fn default() -> Self {
+        SweepReport {
+            fired: Vec::new(),
+            conflicts: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+/// Instances of one machine kept in a [`SnapshotStore`], by key.
+///
+/// Every stored instance goes through a [`Registry`] on load, so instances written by an older
+/// definition version run on that version (if still registered) or are migrated forward. New
+/// instances start on the *current* definition. Cheap to clone.
+pub struct Machines<S: StateId, E: Event, C> {
+    registry: Arc<Registry<S, E, C>>,
+    current: Arc<Definition<S, E, C>>,
+    store: Arc<dyn SnapshotStore>,
+    conflict_retries: u32,
+}
+
+impl<S: StateId, E: Event, C> Clone for Machines<S, E, C> {
+    fn clone(&self) -> Self {
+        Machines {
+            registry: self.registry.clone(),
+            current: self.current.clone(),
+            store: self.store.clone(),
+            conflict_retries: self.conflict_retries,
+        }
+    }
+}
+
+impl<S: StateId, E: Event, C> fmt::Debug for Machines<S, E, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machines")
+            .field("definition", &self.current.name())
+            .field("version", &self.current.version())
+            .field("conflict_retries", &self.conflict_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, E, C> Machines<S, E, C>
+where
+    S: StateId,
+    E: Event,
+    C: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Instances of `definition` (the only registered version) in `store`.
+    pub fn new(definition: Arc<Definition<S, E, C>>, store: Arc<dyn SnapshotStore>) -> Self {
+        let mut registry = Registry::new();
+        // A fresh registry cannot already hold this name and version.
+        let _ = registry.register(definition.clone());
+        Machines {
+            registry: Arc::new(registry),
+            current: definition,
+            store,
+            conflict_retries: DEFAULT_CONFLICT_RETRIES,
+        }
+    }
+
+    /// Instances of the latest registered version of `name` in `store`, older versions restored
+    /// (or migrated) through `registry`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDefinition`] if `name` is not registered.
+    pub fn with_registry(
+        registry: Arc<Registry<S, E, C>>,
+        name: &str,
+        store: Arc<dyn SnapshotStore>,
+    ) -> Result<Self, Error> {
+        let current = registry
+            .latest(name)
+            .ok_or_else(|| Error::UnknownDefinition {
+                name: name.to_owned(),
+                version: 0,
+            })?;
+        Ok(Machines {
+            registry,
+            current,
+            store,
+            conflict_retries: DEFAULT_CONFLICT_RETRIES,
+        })
+    }
+
+    /// How many times [`send`](Self::send) reloads and retries after a version conflict
+    /// (default [`DEFAULT_CONFLICT_RETRIES`]).
+    pub fn conflict_retries(mut self, retries: u32) -> Self {
+        self.conflict_retries = retries;
+        self
+    }
+
+    /// The current definition (new instances start on it).
+    pub fn definition(&self) -> &Arc<Definition<S, E, C>> {
+        &self.current
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SnapshotStore> {
+        &self.store
+    }
+
+    /// The instance stored under `key`, with the definition it runs on.
+    ///
+    /// # Errors
+    /// [`Error::Store`], and restore errors ([`Error::UnknownDefinition`],
+    /// [`Error::Migration`], [`Error::Serialization`]).
+    pub async fn load_with_definition(
+        &self,
+        key: &str,
+    ) -> Result<Option<Restored<S, E, C>>, Error> {
+        let Some(snapshot) = self.store.load(key).await? else {
+            return Ok(None);
+        };
+        let (def, mut instance) = self.registry.restore(snapshot.instance)?;
+        // The row's version is the truth (the JSON copy was written before the save).
+        instance.version = snapshot.version;
+        Ok(Some((def, instance)))
+    }
+
+    /// The instance stored under `key`.
+    ///
+    /// # Errors
+    /// As [`load_with_definition`](Self::load_with_definition).
+    pub async fn load(&self, key: &str) -> Result<Option<Instance<S, C>>, Error> {
+        Ok(self.load_with_definition(key).await?.map(|(_, i)| i))
+    }
+
+    /// Saves `instance` under `key` if the stored version is still `instance.version()` (0: the
+    /// key must be new), and advances `instance`'s version.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if someone saved in between (reload and re-apply), [`Error::Store`],
+    /// [`Error::Serialization`].
+    pub async fn save(&self, key: &str, instance: &mut Instance<S, C>) -> Result<(), Error> {
+        let expected = instance.version;
+        let due_at = match self
+            .registry
+            .get(&instance.definition, instance.definition_version)
+        {
+            Some(def) => def.due_at(instance),
+            None => self.current.due_at(instance),
+        };
+        instance.version = expected + 1;
+        let json = serde_json::to_value(&*instance);
+        instance.version = expected;
+        let version = self.store.save(key, expected, &json?, due_at).await?;
+        instance.version = version;
+        Ok(())
+    }
+
+    /// Loads `key` (or starts a new instance with `C::default()` on the current definition),
+    /// sends `event` at `now`, and saves. On a version conflict it reloads and re-applies the
+    /// event, up to [`conflict_retries`](Self::conflict_retries) times, so concurrent senders
+    /// on one key serialize instead of overwriting each other.
+    ///
+    /// # Errors
+    /// [`Error::NoTransition`] (nothing saved), [`Error::Conflict`] when retries are exhausted,
+    /// and the errors of [`load`](Self::load) and [`save`](Self::save).
+    pub async fn send(
+        &self,
+        key: &str,
+        event: E,
+        now: DateTime<Utc>,
+    ) -> Result<Applied<S, C>, Error>
+    where
+        C: Default,
+    {
+        let mut attempt = 0;
+        loop {
+            let (def, mut instance) = match self.load_with_definition(key).await? {
+                Some(found) => found,
+                None => (
+                    self.current.clone(),
+                    self.current.new_instance(C::default(), now),
+                ),
+            };
+            let transition = def.send(&mut instance, event.clone(), now)?;
+            if transition.ignored {
+                return Ok(Applied {
+                    transition,
+                    instance,
+                });
+            }
+            match self.save(key, &mut instance).await {
+                Ok(()) => {
+                    return Ok(Applied {
+                        transition,
+                        instance,
+                    });
+                }
+                Err(e) if e.is_conflict() && attempt < self.conflict_retries => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Fires due timeouts: loads up to `limit` instances whose timeout is due at `now`, sends
+    /// each its timeout event and saves it (version-checked: an instance saved by someone else
+    /// meanwhile is left alone and reported as a conflict). Call it periodically; it never
+    /// fails as a whole for one bad instance.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the due instances cannot be listed.
+    pub async fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Result<SweepReport<S>, Error> {
+        let mut report = SweepReport::default();
+        for snapshot in self.store.due(now, limit).await? {
+            let key = snapshot.key;
+            let (def, mut instance) = match self.registry.restore(snapshot.instance) {
+                Ok(found) => found,
+                Err(e) => {
+                    report.failed.push((key, e));
+                    continue;
+                }
+            };
+            instance.version = snapshot.version;
+            // The stored due time is an index; the instance decides (Postgres rounds to µs).
+            let Some(event) = def.due(&instance, now) else {
+                continue;
+            };
+            let transition = match def.send(&mut instance, event, now) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.failed.push((key, e));
+                    continue;
+                }
+            };
+            match self.save(&key, &mut instance).await {
+                Ok(()) => report.fired.push((key, transition)),
+                Err(e) if e.is_conflict() => report.conflicts.push(key),
+                Err(e) => report.failed.push((key, e)),
+            }
+        }
+        Ok(report)
+    }
+}

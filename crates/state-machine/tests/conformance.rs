@@ -1,0 +1,383 @@
+//! One conformance suite for `SnapshotStore`, run against every adapter: `MemorySnapshots`
+//! here, `PostgresSnapshots` on the real Postgres (feature `postgres`, via steadfast-testkit).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde_json::json;
+use steadfast_state_machine::conversation::{
+    self, ConvContext, ConvEvent, ConvEventKind, ConvState, IDLE_TIMEOUT,
+};
+use steadfast_state_machine::{
+    Definition, Edge, Error, Machines, MemorySnapshots, Registry, SnapshotStore,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+/// The whole suite: every adapter must pass it unchanged.
+async fn conformance(store: Arc<dyn SnapshotStore>) {
+    save_and_load(&*store).await;
+    versions_are_checked(&*store).await;
+    two_writers_one_wins(&store).await;
+    due_lists_only_due_instances_in_order(&*store).await;
+    delete_removes(&*store).await;
+    concurrent_sends_lose_nothing(store.clone()).await;
+    sweeper_fires_timeouts_exactly_when_due(store.clone()).await;
+    stored_old_versions_are_migrated(store.clone()).await;
+}
+
+async fn save_and_load(store: &dyn SnapshotStore) {
+    assert_eq!(store.load("sl").await.unwrap(), None);
+    let v = json!({"state": "a", "n": 1});
+    assert_eq!(store.save("sl", 0, &v, Some(t0())).await.unwrap(), 1);
+    let s = store.load("sl").await.unwrap().unwrap();
+    assert_eq!((s.key.as_str(), s.version, s.due_at), ("sl", 1, Some(t0())));
+    assert_eq!(s.instance, v);
+    let v2 = json!({"state": "b", "n": 2});
+    assert_eq!(store.save("sl", 1, &v2, None).await.unwrap(), 2);
+    let s = store.load("sl").await.unwrap().unwrap();
+    assert_eq!((s.version, s.due_at, &s.instance), (2, None, &v2));
+}
+
+async fn versions_are_checked(store: &dyn SnapshotStore) {
+    let v = json!({"x": 1});
+    // Updating a key that does not exist.
+    let e = store.save("vc", 3, &v, None).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Conflict {
+                expected: 3,
+                actual: None,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    store.save("vc", 0, &v, None).await.unwrap();
+    // Creating a key that exists.
+    let e = store
+        .save("vc", 0, &json!({"x": 2}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Conflict {
+                expected: 0,
+                actual: Some(1),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A stale or future version.
+    for wrong in [2, 7] {
+        let e = store
+            .save("vc", wrong, &json!({"x": 3}), None)
+            .await
+            .unwrap_err();
+        assert!(e.is_conflict(), "{e}");
+    }
+    let s = store.load("vc").await.unwrap().unwrap();
+    assert_eq!(
+        (s.version, &s.instance),
+        (1, &v),
+        "failed saves wrote nothing"
+    );
+}
+
+async fn two_writers_one_wins(store: &Arc<dyn SnapshotStore>) {
+    for round in 0..10u64 {
+        let key = format!("race-{round}");
+        store
+            .save(&key, 0, &json!({"w": "init"}), None)
+            .await
+            .unwrap();
+        // Both load version 1, then both save.
+        let n = store.load(&key).await.unwrap().unwrap().version;
+        let (va, vb) = (json!({"w": "a"}), json!({"w": "b"}));
+        let (a, b) = tokio::join!(
+            store.save(&key, n, &va, None),
+            store.save(&key, n, &vb, None)
+        );
+        let winner = match (&a, &b) {
+            (
+                Ok(2),
+                Err(Error::Conflict {
+                    actual: Some(2), ..
+                }),
+            ) => "a",
+            (
+                Err(Error::Conflict {
+                    actual: Some(2), ..
+                }),
+                Ok(2),
+            ) => "b",
+            other => panic!("expected exactly one winner, got {other:?}"),
+        };
+        let s = store.load(&key).await.unwrap().unwrap();
+        assert_eq!((s.version, &s.instance), (2, &json!({ "w": winner })));
+    }
+}
+
+async fn due_lists_only_due_instances_in_order(store: &dyn SnapshotStore) {
+    let base = t0() + TimeDelta::days(100);
+    for (key, due) in [
+        ("due-c", Some(30)),
+        ("due-a", Some(10)),
+        ("due-b", Some(20)),
+        ("due-n", None),
+    ] {
+        store
+            .save(key, 0, &json!({ "k": key }), due.map(|d| base + secs(d)))
+            .await
+            .unwrap();
+    }
+    let keys = |v: Vec<steadfast_state_machine::Snapshot>| {
+        v.into_iter()
+            .map(|s| s.key)
+            .filter(|k| k.starts_with("due-"))
+            .collect::<Vec<_>>()
+    };
+    assert!(keys(store.due(base + secs(9), 100).await.unwrap()).is_empty());
+    assert_eq!(
+        keys(store.due(base + secs(10), 100).await.unwrap()),
+        ["due-a"]
+    );
+    assert_eq!(
+        keys(store.due(base + secs(25), 100).await.unwrap()),
+        ["due-a", "due-b"]
+    );
+    assert_eq!(
+        keys(store.due(base + secs(1000), 100).await.unwrap()),
+        ["due-a", "due-b", "due-c"]
+    );
+    // The limit takes the earliest.
+    let limited = store.due(base + secs(1000), 2).await.unwrap();
+    assert_eq!(limited.len(), 2);
+    assert!(limited.iter().all(|s| s.due_at <= Some(base + secs(20))));
+    // Saving without a due time takes it out of the index; a new due time moves it.
+    store.save("due-a", 1, &json!({}), None).await.unwrap();
+    store
+        .save("due-c", 1, &json!({}), Some(base + secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(store.due(base + secs(25), 100).await.unwrap()),
+        ["due-c", "due-b"]
+    );
+    for key in ["due-a", "due-b", "due-c", "due-n"] {
+        store.delete(key).await.unwrap();
+    }
+}
+
+async fn delete_removes(store: &dyn SnapshotStore) {
+    store.save("del", 0, &json!(1), Some(t0())).await.unwrap();
+    assert!(store.delete("del").await.unwrap());
+    assert!(!store.delete("del").await.unwrap());
+    assert_eq!(store.load("del").await.unwrap(), None);
+    assert!(
+        store
+            .due(t0() + TimeDelta::days(1000), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.key != "del")
+    );
+    // The key can be created again from version 0.
+    assert_eq!(store.save("del", 0, &json!(2), None).await.unwrap(), 1);
+}
+
+fn msg(text: String) -> ConvEvent {
+    ConvEvent::UserMessage { text }
+}
+
+async fn concurrent_sends_lose_nothing(store: Arc<dyn SnapshotStore>) {
+    let machines = Machines::new(conversation::definition(), store).conflict_retries(32);
+    let writers = 8;
+    let mut tasks = Vec::new();
+    for n in 0..writers {
+        let m = machines.clone();
+        tasks.push(tokio::spawn(async move {
+            m.send("wa:250788000001", msg(format!("m{n}")), t0()).await
+        }));
+    }
+    for t in tasks {
+        let applied = t.await.unwrap().unwrap();
+        assert_eq!(applied.instance.state(), ConvState::ProcessingIntent);
+    }
+    let conv = machines.load("wa:250788000001").await.unwrap().unwrap();
+    assert_eq!(conv.version(), writers);
+    let texts: BTreeSet<String> = conv
+        .context()
+        .last_messages
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    let expected: BTreeSet<String> = (0..writers).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected, "every writer's message is kept");
+    assert_eq!(conv.history().len() as u64, writers);
+
+    // A typed save from a stale copy is refused and changes nothing.
+    let mut stale = conv.clone();
+    let mut fresh = conv.clone();
+    machines
+        .definition()
+        .send(&mut fresh, msg("fresh".into()), t0())
+        .unwrap();
+    machines.save("wa:250788000001", &mut fresh).await.unwrap();
+    assert_eq!(fresh.version(), writers + 1);
+    machines
+        .definition()
+        .send(&mut stale, msg("stale".into()), t0())
+        .unwrap();
+    let e = machines
+        .save("wa:250788000001", &mut stale)
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict());
+    assert_eq!(stale.version(), writers, "a failed save leaves the version");
+    let back = machines.load("wa:250788000001").await.unwrap().unwrap();
+    assert_eq!(back, fresh);
+}
+
+async fn sweeper_fires_timeouts_exactly_when_due(store: Arc<dyn SnapshotStore>) {
+    let machines = Machines::new(conversation::definition(), store);
+    let timeout = TimeDelta::from_std(IDLE_TIMEOUT).unwrap();
+    let start = t0() + TimeDelta::days(10);
+    // Three conversations waiting for input, entered one minute apart; one processing (no timeout).
+    for n in 0..3 {
+        machines
+            .send(
+                &format!("sw-{n}"),
+                ConvEvent::Start,
+                start + TimeDelta::minutes(n),
+            )
+            .await
+            .unwrap();
+    }
+    machines
+        .send("sw-busy", msg("hi".into()), start)
+        .await
+        .unwrap();
+
+    let before = machines
+        .sweep(start + timeout - secs(1), 100)
+        .await
+        .unwrap();
+    assert!(
+        before.fired.is_empty() && before.failed.is_empty(),
+        "{before:?}"
+    );
+
+    let at = start + timeout + TimeDelta::minutes(1);
+    let report = machines.sweep(at, 100).await.unwrap();
+    let fired: Vec<&str> = report.fired.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(fired, ["sw-0", "sw-1"], "{report:?}");
+    for (_, t) in &report.fired {
+        assert_eq!(
+            (t.from, t.to, t.event),
+            (ConvState::AwaitingInput, ConvState::Idle, "timeout")
+        );
+    }
+    let c0 = machines.load("sw-0").await.unwrap().unwrap();
+    assert_eq!((c0.state(), c0.version()), (ConvState::Idle, 2));
+    assert_eq!(machines.definition().due_at(&c0), None);
+    let c2 = machines.load("sw-2").await.unwrap().unwrap();
+    assert_eq!(c2.state(), ConvState::AwaitingInput);
+
+    // Fired ones are no longer due; the last one is, a minute later.
+    let again = machines.sweep(at, 100).await.unwrap();
+    assert!(again.fired.is_empty(), "{again:?}");
+    let last = machines
+        .sweep(at + TimeDelta::minutes(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(last.fired.len(), 1);
+    assert_eq!(last.fired[0].0, "sw-2");
+    let busy = machines.load("sw-busy").await.unwrap().unwrap();
+    assert_eq!(busy.state(), ConvState::ProcessingIntent);
+}
+
+async fn stored_old_versions_are_migrated(store: Arc<dyn SnapshotStore>) {
+    use ConvState::{Fallback, Idle};
+    // v1 of a tiny machine, stored; then v2 replaces it and a migration renames a state.
+    let v1 = Arc::new(
+        Definition::<ConvState, ConvEvent, ConvContext>::builder("mig", 1)
+            .state(Idle)
+            .state(Fallback)
+            .transition(Idle, ConvEventKind::Start, Fallback)
+            .build()
+            .unwrap(),
+    );
+    let old = Machines::new(v1.clone(), store.clone());
+    old.send("mig-1", ConvEvent::Start, t0()).await.unwrap();
+
+    let v2 = Arc::new(
+        Definition::<ConvState, ConvEvent, ConvContext>::builder("mig", 2)
+            .state(Idle)
+            .state(ConvState::Error)
+            .edge(Edge::new(Idle, ConvEventKind::Start, ConvState::Error))
+            .transition(ConvState::Error, ConvEventKind::Reset, Idle)
+            .build()
+            .unwrap(),
+    );
+    let mut registry = Registry::new();
+    registry.register(v2).unwrap();
+    let current = Machines::with_registry(Arc::new(registry), "mig", store.clone()).unwrap();
+    let e = current.load("mig-1").await.unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownDefinition { version: 1, .. }),
+        "{e}"
+    );
+
+    let mut registry = Registry::new();
+    registry.register(current.definition().clone()).unwrap();
+    registry.migration("mig", 1, 2, |mut v| {
+        if v["state"] == "fallback" {
+            v["state"] = "error".into();
+        }
+        Ok(v)
+    });
+    let current = Machines::with_registry(Arc::new(registry), "mig", store).unwrap();
+    let loaded = current.load("mig-1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            loaded.state(),
+            loaded.definition_version(),
+            loaded.version()
+        ),
+        (ConvState::Error, 2, 1)
+    );
+    let applied = current.send("mig-1", ConvEvent::Reset, t0()).await.unwrap();
+    assert_eq!(
+        (applied.instance.state(), applied.instance.version()),
+        (Idle, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_snapshots_conform() {
+    conformance(Arc::new(MemorySnapshots::new())).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_snapshots_conform() {
+    use steadfast_state_machine::PostgresSnapshots;
+    let Some(pg) = steadfast_testkit::postgres().await else {
+        return;
+    };
+    PostgresSnapshots::migrate(pg.pool()).await.unwrap();
+    // Idempotent: a second run (another process starting) applies nothing and does not fail.
+    PostgresSnapshots::migrate(pg.pool()).await.unwrap();
+    conformance(Arc::new(PostgresSnapshots::new(pg.pool().clone()))).await;
+}
