@@ -3,7 +3,7 @@
 mod support;
 
 use steadfast_service_registry::{CheckError, Endpoint, FnChecker, HealthChecker, TcpChecker};
-use support::{Mode, TestServer, closed_port};
+use support::{TestServer, closed_port};
 
 /// What every checker must do: pass on a serving endpoint, fail (with a typed error, never a
 /// panic) on an endpoint where nothing listens and on one with no usable address.
@@ -62,6 +62,7 @@ async fn fn_checker_conforms() {
 mod http {
     use super::*;
     use steadfast_service_registry::HttpChecker;
+    use support::Mode;
 
     #[tokio::test]
     async fn http_checker_conforms() {
