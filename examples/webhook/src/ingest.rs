@@ -1,0 +1,178 @@
+//! Ingestion: a parsed delivery becomes queue messages in ONE durable write.
+//!
+//! Order matters for not losing messages:
+//! 1. The Redis fast path is asked which `wamid`s were seen (fail-open: an error or a slow
+//!    answer counts as "not seen"). Seen ones are answered as duplicates without a write.
+//! 2. Every other message goes into one `enqueue_batch` with its `wamid` as the dedup key: the
+//!    queue's key is the truth; a duplicate the fast path missed is caught here.
+//! 3. Only after that write committed are the ids marked seen in Redis. Marking first would
+//!    lose a message whose write then failed: Meta's retry would be dropped as a duplicate.
+//!
+//! A queue store error fails the whole delivery (503): Meta retries it, and the retry is
+//! de-duplicated against whatever did commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use steadfast_dlq::{Enqueued, NewMessage, QueueStore};
+use steadfast_idempotency::Deduplicator;
+
+use crate::payload::{Delivery, InboundMessage};
+
+/// How long the fast path may take before it is skipped (fail-open).
+const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// What ingestion did with a delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    /// Messages newly stored.
+    pub accepted: usize,
+    /// Messages already known (fast path or queue key).
+    pub duplicates: usize,
+    /// Status updates recorded.
+    pub statuses: usize,
+    /// Changes/objects ignored.
+    pub ignored: usize,
+    /// Items skipped as malformed.
+    pub malformed: usize,
+}
+
+/// Puts deliveries on the queue.
+#[derive(Clone)]
+pub struct Ingestor {
+    queue: Arc<dyn QueueStore>,
+    queue_name: String,
+    dedup: Option<Deduplicator>,
+}
+
+impl std::fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestor")
+            .field("queue_name", &self.queue_name)
+            .field("fast_path", &self.dedup.is_some())
+            .finish()
+    }
+}
+
+impl Ingestor {
+    /// Ingests into `queue_name` of `queue`, with an optional Redis fast path.
+    pub fn new(
+        queue: Arc<dyn QueueStore>,
+        queue_name: impl Into<String>,
+        dedup: Option<Deduplicator>,
+    ) -> Self {
+        Self {
+            queue,
+            queue_name: queue_name.into(),
+            dedup,
+        }
+    }
+
+    /// The queue store.
+    pub fn queue(&self) -> &Arc<dyn QueueStore> {
+        &self.queue
+    }
+
+    /// The fast path, if configured.
+    pub fn dedup(&self) -> Option<&Deduplicator> {
+        self.dedup.as_ref()
+    }
+
+    /// Which of `ids` the fast path has seen; errors and timeouts count as unseen.
+    async fn seen(&self, ids: &[&str]) -> Vec<bool> {
+        let Some(dedup) = &self.dedup else {
+            return vec![false; ids.len()];
+        };
+        join_all(ids.iter().map(|id| async move {
+            match tokio::time::timeout(FAST_PATH_TIMEOUT, dedup.seen(id)).await {
+                Ok(Ok(seen)) => {
+                    metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => if seen { "hit" } else { "miss" })
+                        .increment(1);
+                    seen
+                }
+                Ok(Err(_)) | Err(_) => {
+                    metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => "error")
+                        .increment(1);
+                    false
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Marks ids seen after their write committed; failures only cost a later duplicate
+    /// write, which the queue key absorbs.
+    async fn mark(&self, ids: &[&str]) {
+        let Some(dedup) = &self.dedup else { return };
+        join_all(ids.iter().map(|id| async move {
+            if !matches!(
+                tokio::time::timeout(FAST_PATH_TIMEOUT, dedup.mark_seen(id)).await,
+                Ok(Ok(()))
+            ) {
+                metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => "mark_error")
+                    .increment(1);
+            }
+        }))
+        .await;
+    }
+
+    /// Stores every message of `delivery` (one write) and counts its statuses.
+    pub async fn ingest(
+        &self,
+        delivery: &Delivery,
+        correlation_id: &str,
+    ) -> Result<IngestReport, steadfast_dlq::Error> {
+        let mut report = IngestReport {
+            statuses: delivery.statuses.len(),
+            ignored: delivery.ignored,
+            malformed: delivery.malformed,
+            ..IngestReport::default()
+        };
+        let ids: Vec<&str> = delivery
+            .messages
+            .iter()
+            .map(|m| m.message_id.as_str())
+            .collect();
+        let seen = self.seen(&ids).await;
+        let fresh: Vec<&InboundMessage> = delivery
+            .messages
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| !**s)
+            .map(|(m, _)| m)
+            .collect();
+        report.duplicates = ids.len() - fresh.len();
+        // A message the queue would refuse (an id over 255 bytes, control characters) must
+        // not fail the whole delivery into Meta's 7-day retry loop: it is skipped and counted.
+        let mut batch = Vec::with_capacity(fresh.len());
+        let mut stored = Vec::with_capacity(fresh.len());
+        for m in fresh {
+            let mut job = m.clone();
+            job.correlation_id = correlation_id.to_owned();
+            let message = NewMessage::new(
+                self.queue_name.clone(),
+                serde_json::to_value(&job).expect("a message serializes"),
+            )
+            .dedup_key(job.message_id.clone())
+            .correlation_id(correlation_id.to_owned());
+            if message.validate().is_ok() {
+                batch.push(message);
+                stored.push(m.message_id.as_str());
+            } else {
+                report.malformed += 1;
+            }
+        }
+        if !batch.is_empty() {
+            let results = self.queue.enqueue_batch(batch).await?;
+            for r in &results {
+                match r {
+                    Enqueued::New(_) => report.accepted += 1,
+                    Enqueued::Duplicate(_) => report.duplicates += 1,
+                }
+            }
+            self.mark(&stored).await;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,16 @@
+//! The reference WhatsApp Cloud API webhook service, built from the Steadfast crates.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod assemble;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod mask;
+pub mod metrics;
+pub mod payload;
+pub mod problem;
+pub mod ratelimit;
+pub mod routing;
+pub mod signature;
+pub mod telemetry;

@@ -1,0 +1,162 @@
+//! The `steadfast-webhook` binary: `serve` (default), `worker`, `migrate`, `check-config`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use steadfast_webhook::assemble::{App, bind};
+use steadfast_webhook::config::{Config, Overrides};
+
+/// The reference WhatsApp Cloud API webhook service.
+///
+/// With no DATABASE_URL it runs the demo: in-memory stores (NOT durable), generated secrets
+/// printed once, a built-in echo downstream, replies logged instead of sent.
+#[derive(Debug, Parser)]
+#[command(name = "steadfast-webhook", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "STEADFAST_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen` and LISTEN_ADDR).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Do not run the queue worker in this process (ingestion only).
+    #[arg(long, global = true)]
+    no_worker: bool,
+    /// Messages the worker handles at once.
+    #[arg(long, global = true)]
+    worker_concurrency: Option<usize>,
+    /// Requests per minute per client IP on /webhook (0 disables).
+    #[arg(long, global = true)]
+    rate_limit_per_minute: Option<u32>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive webhooks and run the worker (the default).
+    Serve,
+    /// Run only the queue worker (plus /health and /metrics on the listen address).
+    Worker,
+    /// Apply the Postgres migrations and exit.
+    Migrate,
+    /// Validate the configuration and exit.
+    CheckConfig,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        no_worker: cli.no_worker,
+        worker_concurrency: cli.worker_concurrency,
+        rate_limit_per_minute: cli.rate_limit_per_minute,
+    };
+    Config::load(cli.config.as_deref(), &env, &overrides).map_err(|e| e.to_string())
+}
+
+fn print_demo_banner(config: &Config) {
+    let line = "=".repeat(78);
+    eprintln!("{line}");
+    eprintln!(" DEMO MODE: in-memory queue, dead letters and conversations.");
+    eprintln!(" NOTHING IS DURABLE: a restart loses every queued message.");
+    eprintln!(" Set DATABASE_URL (and REDIS_URL) for the Postgres + Redis production setup.");
+    if !config.generated.is_empty() {
+        eprintln!();
+        eprintln!(" Generated for this run (shown once, not logged):");
+        for (key, value) in &config.generated {
+            eprintln!("   {key:<22} = {value}");
+        }
+    }
+    eprintln!();
+    eprintln!(" Listening on http://{}", config.listen);
+    eprintln!("{line}");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    steadfast_webhook::telemetry::init();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    match command {
+        Command::CheckConfig => {
+            println!("configuration OK ({} services)", config.services.len());
+            return ExitCode::SUCCESS;
+        }
+        Command::Migrate => {
+            return match steadfast_webhook::assemble::migrate(&config).await {
+                Ok(()) => {
+                    println!("migrations applied");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("steadfast-webhook: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Worker | Command::Serve => {}
+    }
+    if config.is_demo() {
+        print_demo_banner(&config);
+        tracing::warn!("demo mode: in-memory stores, nothing is durable");
+    }
+    let mut config = config;
+    if matches!(command, Command::Worker) {
+        config.worker.enabled = true;
+        config.ingest_enabled = false;
+    }
+    let listen = config.listen;
+    let app = match App::build(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %listen, "listening");
+    match app.serve(listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! JSON-lines logs (tracing) and the per-request correlation id.
+//!
+//! The correlation id comes from `X-Request-Id` when the caller sent a sane one, else a new
+//! UUID v7; it is echoed in the response, put in the request's span (so every log line of the
+//! request carries it), stored with each queued message, and set on the worker's span for it.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use tracing::Instrument;
+
+/// The header carrying the correlation id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The correlation id of the current request (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationId(pub String);
+
+/// Installs the JSON subscriber (`RUST_LOG` filters, default `info`). Safe to call twice: the
+/// second call does nothing.
+pub fn init() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(true)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Accepts a caller's id when it is 1-128 visible ASCII characters; anything else (which could
+/// forge log lines or carry junk) is replaced.
+pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
+    let v = value?.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| v.to_owned())
+}
+
+/// Middleware: picks the correlation id, runs the request in a span carrying it, echoes it.
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let id = accept_request_id(request.headers().get(REQUEST_ID))
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut res = next.run(request).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_sane_ids_only() {
+        let ok = HeaderValue::from_static("req-123_abc");
+        assert_eq!(accept_request_id(Some(&ok)).as_deref(), Some("req-123_abc"));
+        let spaced = HeaderValue::from_static("a b");
+        assert_eq!(accept_request_id(Some(&spaced)), None);
+        let long = HeaderValue::from_str(&"x".repeat(129)).unwrap();
+        assert_eq!(accept_request_id(Some(&long)), None);
+        assert_eq!(accept_request_id(None), None);
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_ids_are_printable(s in "\\PC{0,140}") {
+            if let Ok(v) = HeaderValue::from_str(&s) {
+                if let Some(id) = accept_request_id(Some(&v)) {
+                    prop_assert!(id.bytes().all(|b| b.is_ascii_graphic()) && id.len() <= 128);
+                }
+            }
+        }
+    }
+}

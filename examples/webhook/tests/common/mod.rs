@@ -1,0 +1,85 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use steadfast_webhook::config::{Config, Overrides};
+use steadfast_webhook::signature::Verifier;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-app-secret-0123456789";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+pub fn sign(body: &[u8]) -> String {
+    Verifier::new(SECRET.as_bytes()).sign(body)
+}
+
+/// A demo-mode (in-memory) config with known secrets and `extra` TOML appended.
+pub fn memory_config(extra: &str) -> Config {
+    let toml = format!(
+        "[whatsapp]\napp_secret = \"{SECRET}\"\nverify_token = \"{VERIFY_TOKEN}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{extra}"
+    );
+    Config::from_toml(&toml, &HashMap::new(), &Overrides::default()).unwrap()
+}
+
+pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let res: Response<Body> = router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+    (parts.status, parts.headers, bytes)
+}
+
+pub fn post_webhook(body: &[u8], signature: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/webhook").header("content-type", "application/json");
+    if let Some(s) = signature {
+        b = b.header("x-hub-signature-256", s);
+    }
+    b.body(Body::from(body.to_vec())).unwrap()
+}
+
+pub fn signed(body: &[u8]) -> Request<Body> {
+    post_webhook(body, Some(&sign(body)))
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+/// A delivery of `n` text messages with ids `wamid.<prefix>.<i>`.
+pub fn text_batch(prefix: &str, n: usize, text: &str) -> Vec<u8> {
+    let messages: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "from": "250788123456",
+                "id": format!("wamid.{prefix}.{i}"),
+                "timestamp": "1763740800",
+                "type": "text",
+                "text": {"body": text}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "310987654321098", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "250780000100", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Test"}, "wa_id": "250788123456"}],
+            "messages": messages
+        }}]}]
+    }))
+    .unwrap()
+}
