@@ -13,14 +13,12 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use config::{QueueConfig, QueueConfigBuilder};
 pub use error::Error;
 pub use message::{
-    AttemptError, Claimed, Enqueued, Failure, Lease, Message, MessageId, NewMessage, State,
-    LEASE_EXPIRED, MAX_KEY_LEN, MAX_PRIORITY,
+    AttemptError, Claimed, Enqueued, Failure, LEASE_EXPIRED, Lease, MAX_KEY_LEN, MAX_PRIORITY,
+    Message, MessageId, NewMessage, State,
 };
-pub use ops::{
-    AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention,
-};
+pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
+pub use store::QueueStore;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresQueue;
-pub use store::QueueStore;
 pub use worker::{Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport};

@@ -41,8 +41,12 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Each claim starts an attempt and holds a lease for `lease`. A rescued message that had
     /// already used its last attempt becomes dead instead (a message that keeps crashing its
     /// workers must not run forever).
-    async fn claim(&self, queue: &str, limit: usize, lease: Duration)
-    -> Result<Vec<Claimed>, Error>;
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, Error>;
 
     /// Marks the message `done`.
     async fn ack(&self, lease: &Lease) -> Result<(), Error>;

@@ -1,0 +1,329 @@
+//! The worker on the memory store, with tokio's clock paused: leases, heartbeats and
+//! shutdown deadlines play out in virtual time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use steadfast_dlq::{
+    Error, Failure, MemoryQueue, MessageId, NewMessage, Outcome, QueueConfig, QueueStats,
+    QueueStore, State, TokioClock, Worker, WorkerHooks,
+};
+use tokio::sync::oneshot;
+
+fn store() -> Arc<MemoryQueue> {
+    let config = QueueConfig::builder()
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+        .unwrap();
+    Arc::new(MemoryQueue::with_config(config))
+}
+
+async fn fill(store: &dyn QueueStore, n: u32) -> Vec<MessageId> {
+    let batch = (0..n)
+        .map(|i| NewMessage::new("q", json!({ "i": i })).dedup_key(format!("k{i}")))
+        .collect();
+    let out = store.enqueue_batch(batch).await.unwrap();
+    out.into_iter().map(|e| e.id()).collect()
+}
+
+/// Stops the worker once `store` has `n` messages settled (done or dead).
+async fn settled(store: Arc<dyn QueueStore>, n: u64) {
+    loop {
+        let stats = store.stats().await.unwrap();
+        let s = stats
+            .first()
+            .cloned()
+            .unwrap_or_else(|| QueueStats::empty("q"));
+        if s.count(State::Done) + s.count(State::Dead) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Default)]
+struct Counting {
+    processed: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    stats_calls: AtomicU64,
+    last_kind: Mutex<Option<String>>,
+}
+
+impl WorkerHooks for Counting {
+    fn processed(&self, _queue: &str, _latency: Duration) {
+        self.processed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn retried(&self, _queue: &str, _latency: Duration, failure: &Failure) {
+        self.retried.fetch_add(1, Ordering::SeqCst);
+        *self.last_kind.lock() = Some(failure.kind().to_owned());
+    }
+    fn dead_lettered(&self, _queue: &str, _latency: Duration, failure: &Failure) {
+        self.dead.fetch_add(1, Ordering::SeqCst);
+        *self.last_kind.lock() = Some(failure.kind().to_owned());
+    }
+    fn queue_stats(&self, _stats: &QueueStats) {
+        self.stats_calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn processes_everything_with_bounded_concurrency() {
+    let store = store();
+    let ids = fill(&*store, 40).await;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(HashMap::<MessageId, u32>::new()));
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .concurrency(4)
+        .batch_size(3)
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let (r, p, s) = (running.clone(), peak.clone(), seen.clone());
+    let report = worker
+        .run(
+            move |m| {
+                let (r, p, s) = (r.clone(), p.clone(), s.clone());
+                async move {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    *s.lock().entry(m.id).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Outcome::Ack
+                }
+            },
+            settled(store.clone(), 40),
+        )
+        .await;
+    assert_eq!(report.acked, 40);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "never more than the concurrency"
+    );
+    let seen = seen.lock();
+    assert!(
+        ids.iter().all(|id| seen.get(id) == Some(&1)),
+        "each exactly once"
+    );
+    assert_eq!(hooks.processed.load(Ordering::SeqCst), 40);
+    assert!(hooks.stats_calls.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_then_dead_follow_the_handler() {
+    let store = store();
+    let ids = fill(&*store, 2).await;
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let first = ids[0];
+    let report = worker
+        .run(
+            move |m| async move {
+                if m.id == first {
+                    // Fails once, then succeeds.
+                    if m.attempts == 1 {
+                        Outcome::retry("timeout", "downstream slow")
+                    } else {
+                        Outcome::Ack
+                    }
+                } else {
+                    Outcome::dead("bad_payload", "no text")
+                }
+            },
+            settled(store.clone(), 2),
+        )
+        .await;
+    assert_eq!((report.acked, report.retried, report.dead), (1, 1, 1));
+    let a = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!((a.state, a.attempts, a.errors.len()), (State::Done, 2, 1));
+    let b = store.get(ids[1]).await.unwrap().unwrap();
+    assert_eq!((b.state, b.attempts), (State::Dead, 1));
+    assert_eq!(b.errors[0].kind, "bad_payload");
+    assert_eq!(hooks.retried.load(Ordering::SeqCst), 1);
+    assert_eq!(hooks.dead.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_keep_a_long_handler_s_lease() {
+    let store = store();
+    let ids = fill(&*store, 1).await;
+    let worker = Worker::builder(store.clone(), "q")
+        .lease(Duration::from_secs(10))
+        .heartbeat(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let spy: Arc<dyn QueueStore> = store.clone();
+    let report = worker
+        .run(
+            |_m| async {
+                tokio::time::sleep(Duration::from_secs(100)).await;
+                Outcome::Ack
+            },
+            async move {
+                // Halfway through the handler, far past the original lease: not claimable.
+                tokio::time::sleep(Duration::from_secs(50)).await;
+                assert!(
+                    spy.claim("q", 1, Duration::from_secs(1))
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+                settled(spy, 1).await;
+            },
+        )
+        .await;
+    assert_eq!((report.acked, report.lease_lost), (1, 0));
+    let m = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Done, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_in_flight_work_finish_within_the_deadline() {
+    let store = store();
+    let ids = fill(&*store, 1).await;
+    let worker = Worker::builder(store.clone(), "q")
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let started_tx = Mutex::new(Some(started_tx));
+    let report = worker
+        .run(
+            move |_m| {
+                if let Some(tx) = started_tx.lock().take() {
+                    let _ = tx.send(());
+                }
+                async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Outcome::Ack
+                }
+            },
+            async {
+                started_rx.await.unwrap();
+            },
+        )
+        .await;
+    assert_eq!((report.acked, report.released), (1, 0));
+    assert_eq!(store.get(ids[0]).await.unwrap().unwrap().state, State::Done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_what_outlives_the_deadline() {
+    let store = store();
+    let ids = fill(&*store, 3).await;
+    let worker = Worker::builder(store.clone(), "q")
+        .concurrency(2)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let report = worker
+        .run(
+            move |_m| {
+                s.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Outcome::Ack
+                }
+            },
+            tokio::time::sleep(Duration::from_secs(1)),
+        )
+        .await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "the third was never claimed"
+    );
+    assert_eq!((report.acked, report.released), (0, 2));
+    for id in ids {
+        let m = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.state, m.attempts),
+            (State::Pending, 0),
+            "given back, not counted"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_fails_the_attempt() {
+    let store = store();
+    let ids = fill(&*store, 1).await;
+    let worker = Worker::builder(store.clone(), "q").build().unwrap();
+    let spy: Arc<dyn QueueStore> = store.clone();
+    let report = worker
+        .run(
+            |_m| async {
+                panic!("handler bug");
+            },
+            async move {
+                loop {
+                    let s = spy.stats().await.unwrap();
+                    if s[0].count(State::Retrying) == 1 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        )
+        .await;
+    assert_eq!(report.retried, 1);
+    let m = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(m.errors[0].kind, "panic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_workers_wake_on_enqueue() {
+    let store = store();
+    let worker = Worker::builder(store.clone(), "q")
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let producer: Arc<dyn QueueStore> = store.clone();
+    let start = tokio::time::Instant::now();
+    let report = worker
+        .run(|_m| async { Outcome::Ack }, async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            fill(&*producer, 1).await;
+            settled(producer, 1).await;
+        })
+        .await;
+    assert_eq!(report.acked, 1);
+    // Virtual time: the worker did not wait out its hour-long poll interval.
+    assert!(start.elapsed() < Duration::from_secs(3600));
+}
+
+#[test]
+fn builder_rejects_settings_that_cannot_work() {
+    let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::new());
+    let invalid =
+        |b: steadfast_dlq::WorkerBuilder| matches!(b.build(), Err(Error::InvalidConfig(_)));
+    assert!(invalid(Worker::builder(store.clone(), "")));
+    assert!(invalid(Worker::builder(store.clone(), "q").concurrency(0)));
+    assert!(invalid(Worker::builder(store.clone(), "q").batch_size(0)));
+    assert!(invalid(
+        Worker::builder(store.clone(), "q").lease(Duration::ZERO)
+    ));
+    assert!(invalid(
+        Worker::builder(store.clone(), "q")
+            .lease(Duration::from_secs(5))
+            .heartbeat(Duration::from_secs(5))
+    ));
+    assert!(invalid(
+        Worker::builder(store.clone(), "q").poll_interval(Duration::ZERO)
+    ));
+    let ok = Worker::builder(store, "q").build().unwrap();
+    assert_eq!(ok.queue(), "q");
+}
