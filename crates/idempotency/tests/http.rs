@@ -308,7 +308,7 @@ async fn layer_on_postgres() {
 async fn layer_with_postgres_down() {
     use steadfast_idempotency::PostgresStore;
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(2))
+        .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgres://postgres@127.0.0.1:1/test")
         .unwrap();
     store_down_scenario(Arc::new(PostgresStore::new(pool))).await;

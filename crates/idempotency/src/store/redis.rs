@@ -157,13 +157,14 @@ impl RedisStore {
     }
 }
 
-/// Connect with bounded connect and response timeouts, so that a dead Redis fails a call
-/// quickly instead of hanging a request.
+/// Connect with bounded connect and response timeouts and no connect retries, so that a
+/// dead Redis fails a call at once instead of holding a request through a backoff: the
+/// caller's store-down policy decides, and the next call connects again.
 async fn open(client: redis::Client) -> Result<ConnectionManager, Error> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(1);
+        .set_number_of_retries(0);
     ConnectionManager::new_with_config(client, config)
         .await
         .map_err(Error::store)
