@@ -231,3 +231,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_readme_shows_the_current_diagram() {
+    let readme = include_str!("../README.md");
+    let diagram = conversation::definition().to_mermaid();
+    assert!(
+        readme.contains(&format!("```mermaid\n{diagram}```")),
+        "README diagram is stale; paste this:\n{diagram}"
+    );
+}
