@@ -211,26 +211,29 @@ pub async fn run(config: RunConfig) -> Result<Report, Error> {
     let mut delivery = None;
     let mut fakes = None;
     if let Some(src) = &source {
-        let mut deliveries = src.deliveries().await?;
+        let wanted = outcome.accepted_ids.len() as u64;
         loop {
             let fault_over = fault.as_ref().is_none_or(|f| f.is_finished());
-            if fault_over
-                && outcome
+            // The summary is small; the per-id map can be megabytes, so fetch it only when the
+            // distinct ids delivered could cover every accepted one.
+            if fault_over && src.stats().await?.unique_messages >= wanted {
+                let deliveries = src.deliveries().await?;
+                if outcome
                     .accepted_ids
                     .iter()
                     .all(|id| deliveries.contains_key(id))
-            {
-                drained = true;
-                tokio::time::sleep(config.drain_settle).await;
-                deliveries = src.deliveries().await?;
-                break;
+                {
+                    drained = true;
+                    tokio::time::sleep(config.drain_settle).await;
+                    break;
+                }
             }
             if drain_start.elapsed() >= config.drain_timeout {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            deliveries = src.deliveries().await?;
         }
+        let deliveries = src.deliveries().await?;
         delivery = Some(DeliveryReport::compute(
             &outcome.sent_ids,
             &outcome.accepted_ids,
