@@ -87,6 +87,9 @@ struct FakesArgs {
     /// Write that config to a file.
     #[arg(long)]
     config_out: Option<PathBuf>,
+    /// Add `[rate_limit] per_minute = N` to that config (all load comes from one IP).
+    #[arg(long)]
+    webhook_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +175,9 @@ struct RunArgs {
     /// Write that config to a file before sending.
     #[arg(long)]
     config_out: Option<PathBuf>,
+    /// Add `[rate_limit] per_minute = N` to that config (all load comes from one IP).
+    #[arg(long)]
+    webhook_rate_limit: Option<u32>,
     /// Write the report as JSON to this file (`-` for stdout).
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -231,6 +237,7 @@ impl RunArgs {
         rc.print_config = self.print_config;
         rc.config_out = self.config_out.clone();
         rc.strict = self.strict;
+        rc.webhook_rate_limit = self.webhook_rate_limit;
         Ok(rc)
     }
 }
@@ -283,6 +290,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 &fakes.downstream_url(),
                 &fakes.graph_url(),
                 &args.app_secret,
+                args.webhook_rate_limit,
             );
             if args.print_config {
                 println!("{toml}");

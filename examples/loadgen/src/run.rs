@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub config_out: Option<PathBuf>,
     /// Count never-accepted messages as a failure too.
     pub strict: bool,
+    /// Add `[rate_limit] per_minute = N` to the printed config.
+    pub webhook_rate_limit: Option<u32>,
 }
 
 impl RunConfig {
@@ -65,6 +67,7 @@ impl RunConfig {
             print_config: false,
             config_out: None,
             strict: false,
+            webhook_rate_limit: None,
         }
     }
 }
@@ -169,6 +172,7 @@ pub async fn run(config: RunConfig) -> Result<Report, Error> {
         &downstream_url,
         &graph_url,
         &config.load.generator().app_secret,
+        config.webhook_rate_limit,
     );
     if config.print_config {
         println!("{toml}");

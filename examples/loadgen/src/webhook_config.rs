@@ -3,8 +3,8 @@
 /// The services the reference webhook routes to, with the seed system's keywords; each gets its
 /// own path on the fake downstream so deliveries per route show in `/_stats`.
 pub const SERVICES: &[(&str, &[&str])] = &[
-    ("jobs", &["job", "jobs"]),
-    ("property", &["rent property", "property"]),
+    ("jobs", &["jobs", "job"]),
+    ("property", &["rent property", "property", "rent"]),
     ("mobility", &["book ride", "ride"]),
     ("marketplace", &["shop"]),
     ("ai-agent", &[]),
@@ -13,8 +13,14 @@ pub const SERVICES: &[(&str, &[&str])] = &[
 /// TOML tables `[whatsapp]`, `[[services]]` and `[routing]` for the webhook's config file.
 ///
 /// They are tables only, so a script can put its own top-level keys (`listen = ...`) first and
-/// other tables (`[admin]`) after.
-pub fn webhook_config_toml(downstream_url: &str, graph_url: &str, app_secret: &str) -> String {
+/// other tables (`[admin]`) after. With `rate_limit_per_minute`, a `[rate_limit]` table too:
+/// all load comes from one client IP, which the webhook's default 300/min would throttle.
+pub fn webhook_config_toml(
+    downstream_url: &str,
+    graph_url: &str,
+    app_secret: &str,
+    rate_limit_per_minute: Option<u32>,
+) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("a string always serializes");
     let downstream = downstream_url.trim_end_matches('/');
     let mut out = String::new();
@@ -36,8 +42,15 @@ pub fn webhook_config_toml(downstream_url: &str, graph_url: &str, app_secret: &s
         ));
         let kw: Vec<String> = keywords.iter().map(|k| q(k)).collect();
         out.push_str(&format!("keywords = [{}]\n", kw.join(", ")));
+        if *name == "ai-agent" {
+            // The seed's AI agent is slow and flaky: it gets the lenient breaker preset.
+            out.push_str("breaker = \"ai_agent\"\n");
+        }
     }
     out.push_str("\n[routing]\ndefault_service = \"ai-agent\"\n");
+    if let Some(n) = rate_limit_per_minute {
+        out.push_str(&format!("\n[rate_limit]\nper_minute = {n}\n"));
+    }
     out
 }
 
@@ -52,7 +65,8 @@ mod tests {
             webhook_config_toml(
                 "http://127.0.0.1:9001/",
                 "http://127.0.0.1:9002",
-                "se\"cret"
+                "se\"cret",
+                Some(600_000)
             )
         );
         let v: toml::Value = toml::from_str(&text).unwrap();
@@ -70,6 +84,11 @@ mod tests {
         );
         assert_eq!(services[1]["keywords"][0].as_str(), Some("rent property"));
         assert_eq!(v["routing"]["default_service"].as_str(), Some("ai-agent"));
+        assert_eq!(v["rate_limit"]["per_minute"].as_integer(), Some(600_000));
+        assert_eq!(services[4]["breaker"].as_str(), Some("ai_agent"));
+        let without = webhook_config_toml("http://d", "http://g", "s", None);
+        let v: toml::Value = toml::from_str(&without).unwrap();
+        assert!(v.get("rate_limit").is_none());
         assert!(
             services
                 .iter()
