@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `"memory"` or `"postgres"`, shown by `/health`.
     pub store_kind: &'static str,
+    /// The worker side (conversations, registry, breakers).
+    pub services: Option<Arc<crate::worker::Services>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -40,7 +42,10 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// Health checks beyond the queue and the fast path: the registry's services, breakers.
     pub async fn extra_health(&self) -> Vec<(String, Value)> {
-        Vec::new()
+        match &self.services {
+            Some(s) => s.health_checks(),
+            None => Vec::new(),
+        }
     }
 
     /// Sets the gauges that are read from stores (queue depth, dead letters, breaker states).
@@ -61,6 +66,9 @@ impl AppState {
             }
             metrics::gauge!(m::DEAD_LETTERS).set(s.dead() as f64);
             metrics::gauge!(m::QUEUE_OLDEST_AGE).set(s.oldest_due_age.as_secs_f64());
+        }
+        if let Some(s) = &self.services {
+            s.refresh_gauges();
         }
     }
 }

@@ -1,21 +1,35 @@
-//! Start-up: turns a [`Config`] into running parts (stores, router, background tasks) and
-//! shuts them down in order.
+//! Start-up: turns a [`Config`] into running parts (stores, router, worker, sweeper) and shuts
+//! them down in order.
+//!
+//! Demo mode (no `DATABASE_URL`): in-memory queue, conversations and markers, and a built-in
+//! echo downstream for every service without endpoints. Production: the Postgres queue, dead
+//! letters, conversations and processed markers (migrated at start-up), and the Redis
+//! de-duplication fast path when `REDIS_URL` is set.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use steadfast_dlq::{MemoryQueue, QueueStore};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use steadfast_circuit_breaker::Preset;
+use steadfast_dlq::{MemoryQueue, PostgresQueue, QueueConfig, QueueStore, Worker};
+use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, PostgresStore, RedisStore};
+use steadfast_retry::RetryPolicy;
+use steadfast_service_registry::{Registry, ServiceConfig};
+use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
-use crate::config::Config;
+use crate::config::{BreakerSpec, Config};
 use crate::ingest::Ingestor;
 use crate::ratelimit::IpRateLimiter;
+use crate::routing::Router as KeywordRouter;
 use crate::signature::Verifier;
+use crate::worker::graph::{self, GraphClient};
+use crate::worker::{MetricsHooks, Services};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +45,14 @@ pub enum StartupError {
         /// The error.
         message: String,
     },
+    /// A part could not be built from the configuration.
+    #[error("{what}: {message}")]
+    Setup {
+        /// Which part.
+        what: &'static str,
+        /// The error.
+        message: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -39,6 +61,199 @@ pub enum StartupError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+fn setup(what: &'static str) -> impl FnOnce(String) -> StartupError {
+    move |message| StartupError::Setup { what, message }
+}
+
+/// The stores, chosen by the configuration.
+struct Stores {
+    queue: Arc<dyn QueueStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+    processed: Arc<dyn DedupStore>,
+    fast_path: Option<Arc<dyn DedupStore>>,
+    kind: &'static str,
+}
+
+fn queue_config(config: &Config) -> Result<QueueConfig, StartupError> {
+    let w = &config.worker;
+    let policy = RetryPolicy::builder()
+        .exponential(w.backoff_initial, w.backoff_multiplier)
+        .max_delay(w.backoff_max)
+        .max_attempts(w.max_attempts)
+        .build()
+        .map_err(|e| setup("worker retry policy")(e.to_string()))?;
+    QueueConfig::builder()
+        .queue_policy(config.storage.queue_name.clone(), policy)
+        .build()
+        .map_err(|e| setup("queue config")(e.to_string()))
+}
+
+/// Connects to Postgres (with a bounded acquire time, so a down database answers 503 quickly).
+pub async fn connect_postgres(config: &Config) -> Result<PgPool, StartupError> {
+    let url = config
+        .storage
+        .database_url
+        .as_ref()
+        .ok_or_else(|| StartupError::Store {
+            what: "postgres",
+            message: "DATABASE_URL is not set".into(),
+        })?;
+    PgPoolOptions::new()
+        .max_connections(config.storage.pool_size)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url.expose())
+        .await
+        .map_err(|e| StartupError::Store {
+            what: "postgres",
+            message: format!("cannot connect: {e}"),
+        })
+}
+
+/// Applies every store's migrations (idempotent; safe with several instances starting).
+pub async fn migrate_pool(pool: &PgPool) -> Result<(), StartupError> {
+    let err = |what: &'static str| {
+        move |e: String| StartupError::Store {
+            what,
+            message: format!("migration failed: {e}"),
+        }
+    };
+    PostgresQueue::migrate(pool)
+        .await
+        .map_err(|e| err("dlq")(e.to_string()))?;
+    PostgresSnapshots::migrate(pool)
+        .await
+        .map_err(|e| err("conversations")(e.to_string()))?;
+    PostgresStore::new(pool.clone())
+        .migrate()
+        .await
+        .map_err(|e| err("processed markers")(e.to_string()))?;
+    Ok(())
+}
+
+/// Applies the Postgres migrations of every store the service uses (`migrate` subcommand).
+pub async fn migrate(config: &Config) -> Result<(), StartupError> {
+    let pool = connect_postgres(config).await?;
+    migrate_pool(&pool).await
+}
+
+async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, StartupError> {
+    let qc = queue_config(config)?;
+    let Some(pool) = pool else {
+        return Ok(Stores {
+            queue: Arc::new(MemoryQueue::with_config(qc)),
+            snapshots: Arc::new(MemorySnapshots::new()),
+            processed: Arc::new(MemoryStore::new()),
+            fast_path: Some(Arc::new(MemoryStore::new())),
+            kind: "memory",
+        });
+    };
+    migrate_pool(&pool).await?;
+    let fast_path: Option<Arc<dyn DedupStore>> = match &config.storage.redis_url {
+        // Lazy: the service starts (and fails open) while Redis is down.
+        Some(url) => Some(Arc::new(
+            RedisStore::lazy(url.expose(), "steadfast:webhook:seen").map_err(|e| {
+                StartupError::Store {
+                    what: "redis",
+                    message: e.to_string(),
+                }
+            })?,
+        )),
+        None => None,
+    };
+    Ok(Stores {
+        queue: Arc::new(PostgresQueue::with_config(pool.clone(), qc)),
+        snapshots: Arc::new(PostgresSnapshots::new(pool.clone())),
+        processed: Arc::new(PostgresStore::new(pool)),
+        fast_path,
+        kind: "postgres",
+    })
+}
+
+fn breaker_config(spec: &BreakerSpec) -> Result<steadfast_circuit_breaker::Config, String> {
+    Ok(match spec {
+        BreakerSpec::Standard => steadfast_circuit_breaker::Config::standard(),
+        BreakerSpec::AiAgent => steadfast_circuit_breaker::Config::ai_agent(),
+        BreakerSpec::Custom(c) => steadfast_circuit_breaker::Config::builder()
+            .failure_rate_threshold(c.failure_rate_percent)
+            .count_window(c.window_size)
+            .minimum_calls(c.minimum_calls)
+            .open_duration(Duration::from_secs(c.open_seconds))
+            .build()
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+async fn build_services(config: &Arc<Config>, stores: &Stores) -> Result<Services, StartupError> {
+    let registry = Registry::new();
+    let echo = if config.echo_services.is_empty() {
+        None
+    } else {
+        Some(
+            crate::echo::start()
+                .await
+                .map_err(|e| setup("echo downstream")(e.to_string()))?,
+        )
+    };
+    for s in &config.services {
+        let endpoints: Vec<String> = match (&echo, s.endpoints.is_empty()) {
+            (Some(base), true) => vec![format!("{base}/{}", s.name)],
+            _ => s.endpoints.clone(),
+        };
+        // Inside one attempt the registry only tries the other endpoints, quickly; the queue
+        // does the slow retries with backoff.
+        let attempts = u32::try_from(endpoints.len().clamp(1, 3)).unwrap_or(3);
+        let retry = RetryPolicy::builder()
+            .exponential(Duration::from_millis(50), 2.0)
+            .max_attempts(attempts)
+            .build()
+            .map_err(|e| setup("service retry policy")(e.to_string()))?;
+        let service = ServiceConfig::builder(s.name.clone())
+            .endpoints(endpoints)
+            .call_timeout(s.timeout)
+            .breaker(breaker_config(&s.breaker).map_err(setup("service breaker"))?)
+            .retry(retry)
+            .build()
+            .map_err(|e| setup("service registry")(e.to_string()))?;
+        registry
+            .register(service)
+            .map_err(|e| setup("service registry")(e.to_string()))?;
+    }
+    let breakers = steadfast_circuit_breaker::Registry::new();
+    let graph_breaker = breakers.get_or_create(graph::BREAKER, Preset::Standard);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| setup("http client")(e.to_string()))?;
+    let graph = GraphClient::new(
+        http.clone(),
+        config.whatsapp.graph_api_url.clone(),
+        config.whatsapp.access_token.clone(),
+        config.whatsapp.graph_timeout,
+        graph_breaker,
+    );
+    let router = KeywordRouter::new(
+        config
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.keywords.clone()))
+            .collect(),
+        config.default_service.clone(),
+    );
+    Ok(Services {
+        config: config.clone(),
+        router,
+        registry,
+        breakers,
+        conversations: crate::worker::conversation::Conversations::new(
+            crate::worker::conversation::definition(),
+            stores.snapshots.clone(),
+        ),
+        processed: Deduplicator::new(stores.processed.clone(), config.storage.dedup_window),
+        graph,
+        http,
+    })
 }
 
 /// A built service: its state, router and background tasks.
@@ -55,21 +270,39 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Builds every part from `config`: stores (connecting and migrating), router state and
-    /// background tasks.
+    /// Builds every part from `config`: stores (connecting and migrating), router state, the
+    /// worker and the sweeper (when `worker.enabled`), housekeeping.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let pool = if config.storage.database_url.is_some() {
+            Some(connect_postgres(&config).await?)
+        } else {
+            None
+        };
+        Self::build_with_pool(config, pool).await
+    }
+
+    /// As [`App::build`], on an existing pool (tests give a pool bound to their own schema).
+    /// `pool` must be `Some` exactly when `config` names a database.
+    pub async fn build_with_pool(
+        config: Config,
+        pool: Option<PgPool>,
+    ) -> Result<Self, StartupError> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install();
-        let (queue, store_kind): (Arc<dyn QueueStore>, &'static str) =
-            if config.storage.database_url.is_some() {
-                return Err(StartupError::Store {
-                    what: "postgres",
-                    message: "the Postgres queue is not wired in yet".into(),
-                });
-            } else {
-                (Arc::new(MemoryQueue::new()), "memory")
-            };
-        let ingestor = Ingestor::new(queue, config.storage.queue_name.clone(), None);
+        let stores = open_stores(&config, pool).await?;
+        if stores.kind == "postgres" && config.whatsapp.access_token.is_none() {
+            tracing::warn!("WHATSAPP_ACCESS_TOKEN is not set: replies are logged, not sent");
+        }
+        let fast_path = stores
+            .fast_path
+            .clone()
+            .map(|s| Deduplicator::new(s, config.storage.dedup_window));
+        let ingestor = Ingestor::new(
+            stores.queue.clone(),
+            config.storage.queue_name.clone(),
+            fast_path,
+        );
+        let services = Arc::new(build_services(&config, &stores).await?);
         let limiter = IpRateLimiter::new(
             config.rate_limit.per_minute,
             config.rate_limit.burst,
@@ -80,15 +313,52 @@ impl App {
             ingestor,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
-            store_kind,
-            config,
+            store_kind: stores.kind,
+            services: Some(services.clone()),
+            config: config.clone(),
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let tasks = vec![tokio::spawn(housekeeping(
+        let mut tasks = vec![tokio::spawn(housekeeping(
             limiter,
             metrics,
             shutdown_rx.clone(),
         ))];
+        if config.worker.enabled {
+            let worker = Worker::builder(stores.queue.clone(), config.storage.queue_name.clone())
+                .concurrency(config.worker.concurrency)
+                .lease(config.worker.lease)
+                .poll_interval(config.worker.poll_interval)
+                .shutdown_timeout(config.http.shutdown_grace)
+                .hooks(Arc::new(MetricsHooks))
+                .build()
+                .map_err(|e| setup("worker")(e.to_string()))?;
+            let handler_services = services.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let report = worker
+                    .run(
+                        move |m| {
+                            let s = handler_services.clone();
+                            async move { s.handle(m).await }
+                        },
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                    )
+                    .await;
+                tracing::info!(
+                    acked = report.acked,
+                    retried = report.retried,
+                    dead = report.dead,
+                    "worker stopped"
+                );
+            }));
+            tasks.push(tokio::spawn(sweeper(
+                services.clone(),
+                config.conversation.sweep_interval,
+                shutdown_rx.clone(),
+            )));
+        }
         Ok(Self {
             state,
             shutdown_tx,
@@ -101,13 +371,21 @@ impl App {
         &self.state
     }
 
+    /// The worker side.
+    pub fn services(&self) -> &Arc<Services> {
+        self.state
+            .services
+            .as_ref()
+            .expect("App::build always assembles the worker side")
+    }
+
     /// The HTTP router (for in-process tests and for [`App::serve`]).
     pub fn router(&self) -> Router {
         crate::http::router(self.state.clone())
     }
 
     /// Serves HTTP on `listener` until `signal` resolves, then drains in-flight requests (up to
-    /// the configured grace) and stops the background tasks.
+    /// the configured grace) and stops the worker (which finishes or releases what it holds).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -126,8 +404,9 @@ impl App {
             let _ = stop_tx.send(true);
         });
         let server = tokio::spawn(async move { server.await });
-        // Wait for the signal, then give in-flight requests the grace period.
         let _ = stop_rx.wait_for(|s| *s).await;
+        // The worker stops claiming now and drains alongside the HTTP requests.
+        let _ = self.shutdown_tx.send(true);
         let result = match tokio::time::timeout(grace, server).await {
             Ok(Ok(r)) => r,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
@@ -143,13 +422,33 @@ impl App {
         result
     }
 
-    /// Stops the background tasks (the worker finishes or releases what it holds).
+    /// Stops the background tasks: the worker stops claiming, waits for its in-flight
+    /// messages (up to the grace) and releases the rest to the queue.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Some(s) = &self.state.services {
+            s.registry.shutdown();
+        }
         tracing::info!("shutdown complete");
+    }
+}
+
+/// Fires conversation timeouts periodically.
+async fn sweeper(services: Arc<Services>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = services.sweep(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "conversation sweep failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
@@ -166,7 +465,7 @@ async fn housekeeping(
                 limiter.retain_recent();
                 metrics.run_upkeep();
             }
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.changed() => return,
         }
     }
 }
@@ -176,18 +475,4 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })
-}
-
-/// Applies the Postgres migrations of every store the service uses.
-pub async fn migrate(config: &Config) -> Result<(), StartupError> {
-    if config.storage.database_url.is_none() {
-        return Err(StartupError::Store {
-            what: "migrate",
-            message: "DATABASE_URL (storage.database_url) is not set: nothing to migrate".into(),
-        });
-    }
-    Err(StartupError::Store {
-        what: "postgres",
-        message: "the Postgres stores are not wired in yet".into(),
-    })
 }

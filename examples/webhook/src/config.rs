@@ -157,7 +157,8 @@ pub struct ServiceConfig {
     pub breaker: BreakerSpec,
     /// Timeout of one call to one endpoint.
     pub timeout: Duration,
-    /// Reply sent to the user when every endpoint is down (none: the message is retried).
+    /// Reply sent to the user when the last attempt failed because every endpoint was down
+    /// (overrides `routing.fallback_reply`).
     pub fallback_reply: Option<String>,
 }
 
@@ -197,13 +198,10 @@ pub struct WorkerConfig {
     pub lease: Duration,
 }
 
-/// Conversations.
+/// Conversations. The idle timeout (30 minutes in `awaiting_input` / `agent_active`) and the
+/// history length (20 messages) are those of the conversation machine.
 #[derive(Debug, Clone)]
 pub struct ConversationConfig {
-    /// An idle conversation times out back to idle after this long.
-    pub idle_timeout: Duration,
-    /// Messages kept in the conversation's history (passed to the AI agent).
-    pub history_len: usize,
     /// How often the sweeper looks for conversations whose state timed out.
     pub sweep_interval: Duration,
 }
@@ -243,6 +241,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// The service that gets messages no keyword matched.
     pub default_service: String,
+    /// Reply sent when a message's last attempt failed because its service was down (a
+    /// service's own `fallback_reply` wins); `None` sends nothing.
+    pub fallback_reply: Option<String>,
     /// HTTP ingestion.
     pub http: HttpConfig,
     /// Rate limit.
@@ -393,6 +394,7 @@ struct FileService {
 #[serde(deny_unknown_fields)]
 struct FileRouting {
     default_service: Option<String>,
+    fallback_reply: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -437,8 +439,6 @@ struct FileWorker {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConversation {
-    idle_timeout_seconds: Option<u64>,
-    history_len: Option<usize>,
     sweep_interval_seconds: Option<u64>,
 }
 
@@ -450,6 +450,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_GRAPH_API_URL: &str = "https://graph.facebook.com/v21.0";
 /// Default body limit: 4 MiB (Meta sends up to 3 MB).
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Default fallback reply.
+pub const DEFAULT_FALLBACK_REPLY: &str =
+    "Sorry, we cannot answer right now. We will get back to you shortly.";
 /// Default rate limit per client IP.
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 300;
 
@@ -791,6 +794,12 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let fallback_reply = match file.routing.fallback_reply {
+        Some(t) if t.trim().is_empty() => None,
+        Some(t) => Some(t),
+        None => Some(DEFAULT_FALLBACK_REPLY.to_owned()),
+    };
+
     let body_limit_bytes = file.http.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
     if body_limit_bytes < 1024 {
         return Err(ConfigError::invalid(
@@ -936,24 +945,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     };
 
     let c = file.conversation;
-    let history_len = c.history_len.unwrap_or(20);
-    if history_len == 0 || history_len > 1000 {
-        return Err(ConfigError::invalid(
-            "conversation.history_len",
-            "must be between 1 and 1000",
-        ));
-    }
     let conversation = ConversationConfig {
-        idle_timeout: Duration::from_secs(match c.idle_timeout_seconds.unwrap_or(1800) {
-            0 => {
-                return Err(ConfigError::invalid(
-                    "conversation.idle_timeout_seconds",
-                    "must be greater than 0",
-                ));
-            }
-            s => s,
-        }),
-        history_len,
         sweep_interval: Duration::from_secs(match c.sweep_interval_seconds.unwrap_or(30) {
             0 => {
                 return Err(ConfigError::invalid(
@@ -977,6 +969,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         admin_token,
         services,
         default_service,
+        fallback_reply,
         http,
         rate_limit: RateLimitConfig { per_minute, burst },
         storage,
@@ -1027,8 +1020,8 @@ mod tests {
         assert_eq!(c.rate_limit.per_minute, 300);
         assert_eq!(c.http.body_limit_bytes, 4 * 1024 * 1024);
         assert_eq!(c.worker.max_attempts, 3);
-        assert_eq!(c.conversation.history_len, 20);
-        assert_eq!(c.conversation.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.conversation.sweep_interval, Duration::from_secs(30));
+        assert!(c.fallback_reply.is_some());
     }
 
     #[test]

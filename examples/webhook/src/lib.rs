@@ -1,9 +1,11 @@
 //! The reference WhatsApp Cloud API webhook service, built from the Steadfast crates.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod config;
+pub mod echo;
 pub mod http;
 pub mod ingest;
 pub mod mask;
@@ -14,3 +16,4 @@ pub mod ratelimit;
 pub mod routing;
 pub mod signature;
 pub mod telemetry;
+pub mod worker;

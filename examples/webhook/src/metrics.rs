@@ -33,9 +33,11 @@ pub const QUEUE_OLDEST_AGE: &str = "webhook_queue_oldest_age_seconds";
 pub const WORKER_OUTCOMES: &str = "webhook_worker_outcomes_total";
 /// Worker handling time in seconds.
 pub const WORKER_DURATION: &str = "webhook_worker_duration_seconds";
-/// Breaker state per breaker, labelled `name`: 0 closed, 1 half-open, 2 open, 3 forced open,
-/// 4 disabled.
+/// Breaker state per breaker, labelled `name`: 0 closed, 1 open, 2 half-open, 3 disabled,
+/// 4 forced open, 5 metrics only.
 pub const BREAKER_STATE: &str = "webhook_breaker_state";
+/// 1 while a breaker is open, half-open or forced open (not taking normal traffic), else 0.
+pub const BREAKER_OPEN: &str = "webhook_breaker_open";
 /// Downstream call latency in seconds, labelled `service`, `outcome`.
 pub const DOWNSTREAM_DURATION: &str = "webhook_downstream_duration_seconds";
 /// Routed messages, labelled `service`, `reason`.
@@ -111,7 +113,11 @@ fn describe() {
     );
     describe_gauge!(
         BREAKER_STATE,
-        "Breaker state: 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled"
+        "Breaker state: 0 closed, 1 open, 2 half-open, 3 disabled, 4 forced open, 5 metrics only"
+    );
+    describe_gauge!(
+        BREAKER_OPEN,
+        "1 while a breaker is open, half-open or forced open"
     );
     describe_histogram!(
         DOWNSTREAM_DURATION,

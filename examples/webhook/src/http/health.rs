@@ -43,12 +43,17 @@ pub async fn health(State(app): State<AppState>) -> Response {
     if let Some(dedup) = app.ingestor.dedup() {
         let r = probe(dedup.seen("health-probe")).await;
         degraded |= r.is_err();
+        let store = if app.store_kind == "memory" {
+            "memory"
+        } else {
+            "redis"
+        };
         checks.insert(
             "dedup".into(),
             match r {
-                Ok(()) => json!({"status": "ok", "store": "redis"}),
+                Ok(()) => json!({"status": "ok", "store": store}),
                 Err(e) => {
-                    json!({"status": "down", "store": "redis", "fail_open": true, "error": e})
+                    json!({"status": "down", "store": store, "fail_open": true, "error": e})
                 }
             },
         );

@@ -22,9 +22,12 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
-    let app = app
+    let mut app = app
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics));
+    if let Some(admin) = crate::admin::router(&state) {
+        app = app.nest("/admin", admin);
+    }
     app.with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.config.http.request_timeout,

@@ -1,0 +1,304 @@
+//! The admin API, behind `Authorization: Bearer <ADMIN_TOKEN>` (401 without it). Disabled
+//! (routes absent) when no token is configured.
+//!
+//! - `GET /admin/dlq?state=dead&error_kind=&since=&until=&limit=&after=`: list (paged by id)
+//! - `GET /admin/dlq/{id}`, `DELETE /admin/dlq/{id}`, `POST /admin/dlq/{id}/replay`
+//! - `POST /admin/dlq/replay` (bulk, same filters), `POST /admin/dlq/purge` (same filters)
+//! - `GET /admin/breakers`, `POST /admin/breakers/{name}/{open|close|reset}`
+//! - `GET /admin/registry`, `GET /admin/conversations/{wa_id}`
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+use steadfast_dlq::{Filter, MessageId, Page};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::problem::Problem;
+
+async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &app.config.admin_token else {
+        return Problem::new(StatusCode::NOT_FOUND).into_response();
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())));
+    if !ok {
+        return Problem::new(StatusCode::UNAUTHORIZED)
+            .detail("admin API: send Authorization: Bearer <ADMIN_TOKEN>")
+            .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The admin routes, or `None` when no admin token is configured.
+pub fn router(state: &AppState) -> Option<Router<AppState>> {
+    state.config.admin_token.as_ref()?;
+    Some(
+        Router::new()
+            .route("/dlq", get(list))
+            .route("/dlq/replay", post(replay_matching))
+            .route("/dlq/purge", post(purge))
+            .route("/dlq/{id}", get(inspect).delete(delete))
+            .route("/dlq/{id}/replay", post(replay))
+            .route("/breakers", get(breakers))
+            .route("/breakers/{name}/{action}", post(breaker_action))
+            .route("/registry", get(registry))
+            .route("/conversations/{wa_id}", get(conversation))
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth)),
+    )
+}
+
+/// Filters and paging of the DLQ endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct DlqQuery {
+    /// `dead` (default), `pending`, `running`, `retrying`, `done`.
+    state: Option<String>,
+    /// Only messages whose last error has this kind.
+    error_kind: Option<String>,
+    /// Changed at or after (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Changed before (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// Page size (default 50, at most the store's maximum).
+    limit: Option<u32>,
+    /// Continue after this id.
+    after: Option<String>,
+}
+
+fn bad_request(detail: impl Into<String>) -> Response {
+    Problem::new(StatusCode::BAD_REQUEST)
+        .detail(detail)
+        .into_response()
+}
+
+fn store_down(e: &steadfast_dlq::Error) -> Response {
+    tracing::error!(error = %e, "admin: queue store error");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+        .detail(format!("queue store: {e}"))
+        .into_response()
+}
+
+impl DlqQuery {
+    /// The filter, or what is wrong with the query.
+    fn filter(&self, app: &AppState) -> Result<Filter, String> {
+        let mut f = match &self.state {
+            None => Filter::dead(),
+            Some(s) => Filter::in_state(s.parse().map_err(|_| {
+                format!("unknown state {s:?}: pending, running, retrying, dead or done")
+            })?),
+        };
+        f = f.queue(app.config.storage.queue_name.clone());
+        if let Some(k) = &self.error_kind {
+            f = f.error_kind(k.clone());
+        }
+        f.since = self.since;
+        f.until = self.until;
+        Ok(f)
+    }
+}
+
+fn parse_id(id: &str) -> Result<MessageId, String> {
+    id.parse()
+        .map_err(|_| format!("{id:?} is not a message id (a UUID)"))
+}
+
+async fn list(State(app): State<AppState>, Query(q): Query<DlqQuery>) -> Response {
+    let filter = match q.filter(&app) {
+        Ok(f) => f,
+        Err(r) => return bad_request(r),
+    };
+    let mut page = Page::first(q.limit.unwrap_or(50));
+    if let Some(after) = &q.after {
+        match parse_id(after) {
+            Ok(id) => page = page.after(id),
+            Err(r) => return bad_request(r),
+        }
+    }
+    match app.ingestor.queue().list(&filter, page).await {
+        Ok(messages) => {
+            let next = messages.last().map(|m| m.id.to_string());
+            Json(json!({"messages": messages, "next_after": next})).into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().get(id).await {
+        Ok(Some(m)) => Json(m).into_response(),
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND)
+            .detail("no such message")
+            .into_response(),
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn replay(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().replay(id).await {
+        Ok(()) => {
+            tracing::info!(message = %id, "admin: dead letter replayed");
+            Json(json!({"replayed": 1})).into_response()
+        }
+        Err(e @ steadfast_dlq::Error::NotFound(_)) => Problem::new(StatusCode::NOT_FOUND)
+            .detail(e.to_string())
+            .into_response(),
+        Err(e @ steadfast_dlq::Error::WrongState { .. }) => Problem::new(StatusCode::CONFLICT)
+            .detail(e.to_string())
+            .into_response(),
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn replay_matching(State(app): State<AppState>, Query(q): Query<DlqQuery>) -> Response {
+    let filter = match q.filter(&app) {
+        Ok(f) => f,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().replay_matching(&filter).await {
+        Ok(n) => {
+            tracing::info!(replayed = n, "admin: bulk replay");
+            Json(json!({"replayed": n})).into_response()
+        }
+        Err(steadfast_dlq::Error::InvalidInput(m)) => bad_request(m),
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().delete(id).await {
+        Ok(true) => Json(json!({"deleted": 1})).into_response(),
+        Ok(false) => Problem::new(StatusCode::NOT_FOUND)
+            .detail("no such message")
+            .into_response(),
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn purge(State(app): State<AppState>, Query(q): Query<DlqQuery>) -> Response {
+    let filter = match q.filter(&app) {
+        Ok(f) => f,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().purge(&filter).await {
+        Ok(n) => {
+            tracing::info!(purged = n, "admin: purge");
+            Json(json!({"purged": n})).into_response()
+        }
+        Err(steadfast_dlq::Error::InvalidInput(m)) => bad_request(m),
+        Err(e) => store_down(&e),
+    }
+}
+
+fn no_worker_side() -> Response {
+    Problem::new(StatusCode::NOT_FOUND)
+        .detail("this process does not run the worker side")
+        .into_response()
+}
+
+async fn breakers(State(app): State<AppState>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    let list: Vec<_> = s
+        .all_breakers()
+        .into_iter()
+        .map(|(name, b)| {
+            let mut m = serde_json::to_value(b.metrics()).unwrap_or_default();
+            m["name"] = json!(name);
+            m
+        })
+        .collect();
+    Json(json!({"breakers": list})).into_response()
+}
+
+async fn breaker_action(
+    State(app): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    // A service name addresses every endpoint breaker of that service.
+    let targets: Vec<_> = s
+        .all_breakers()
+        .into_iter()
+        .filter(|(n, _)| *n == name || n.split_once('@').is_some_and(|(svc, _)| svc == name))
+        .collect();
+    if targets.is_empty() {
+        return Problem::new(StatusCode::NOT_FOUND)
+            .detail(format!("no breaker or service named {name:?}"))
+            .into_response();
+    }
+    for (_, b) in &targets {
+        match action.as_str() {
+            "open" => b.force_open(),
+            "close" => b.transition_to_closed(),
+            "reset" => b.reset(),
+            other => {
+                return bad_request(format!("unknown action {other:?}: open, close or reset"));
+            }
+        }
+    }
+    tracing::warn!(breaker = %name, action = %action, count = targets.len(), "admin: breaker changed by hand");
+    s.refresh_gauges();
+    let states: Vec<_> = targets
+        .iter()
+        .map(|(n, b)| json!({"name": n, "state": b.state().as_str()}))
+        .collect();
+    Json(json!({"breakers": states})).into_response()
+}
+
+async fn registry(State(app): State<AppState>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    Json(s.registry.report()).into_response()
+}
+
+async fn conversation(State(app): State<AppState>, Path(wa_id): Path<String>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    match s.conversations.load(&wa_id).await {
+        Ok(Some(c)) => Json(json!({
+            "wa_id": wa_id,
+            "state": crate::worker::conversation::state_name(c.state()),
+            "version": c.version(),
+            "entered_at": c.entered_at(),
+            "context": c.context(),
+            "history": c.history(),
+        }))
+        .into_response(),
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND)
+            .detail("no conversation for this sender")
+            .into_response(),
+        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .detail(format!("conversation store: {e}"))
+            .into_response(),
+    }
+}

@@ -1,0 +1,196 @@
+//! The call to a downstream service through the service registry.
+//!
+//! Request: `POST <endpoint>` with `{message_id, from, type, text, conversation_state,
+//! correlation_id, history}` and `Idempotency-Key: <wamid>`, so a downstream that sees the same
+//! message twice (a retry after a lost reply) can answer it once. Response: `{"reply": "...",
+//! "done": false}`; `reply` may be absent or null (nothing to send back).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use steadfast_service_registry::{CallError, Registry};
+use steadfast_state_machine::conversation::ChatMessage;
+
+/// The body POSTed to a downstream service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DownstreamRequest {
+    /// The `wamid`.
+    pub message_id: String,
+    /// The sender's WhatsApp id.
+    pub from: String,
+    /// The message type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text (or interactive reply title).
+    pub text: Option<String>,
+    /// The conversation's state after this message (`agent_active`, ...).
+    pub conversation_state: String,
+    /// The correlation id of the delivery that brought the message.
+    pub correlation_id: String,
+    /// The conversation's last messages, oldest first (what an AI agent needs as memory).
+    pub history: Vec<ChatMessage>,
+}
+
+/// What a downstream answered.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct DownstreamReply {
+    /// Text to send back to the user.
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// The downstream considers the conversation finished.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// One attempt's error, as the registry sees it (counted by the endpoint's breaker).
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// Connection refused, reset, DNS...
+    #[error("transport: {0}")]
+    Transport(String),
+    /// 5xx or 429.
+    #[error("HTTP {status}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Why the message could not be handed to the downstream.
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    /// Worth retrying later: timeouts, 5xx, 429, transport errors, nothing healthy.
+    #[error("{kind}: {message}")]
+    Retryable {
+        /// Error class for the dead-letter history (`downstream_timeout`, `downstream_http_503`).
+        kind: String,
+        /// What happened.
+        message: String,
+        /// A delay the downstream or the breakers asked for.
+        retry_after: Option<Duration>,
+    },
+    /// The downstream refused the message (4xx): retrying will not help.
+    #[error("downstream refused the message with HTTP {status}")]
+    Rejected {
+        /// The status.
+        status: u16,
+    },
+}
+
+/// A 4xx is the message's fault, not the endpoint's: it is returned inside `Ok` so the
+/// endpoint's breaker does not count it.
+enum Answer {
+    Reply(DownstreamReply),
+    Refused(u16),
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Calls `service` with `body`.
+pub async fn call(
+    registry: &Registry,
+    client: &reqwest::Client,
+    service: &str,
+    body: &DownstreamRequest,
+) -> Result<DownstreamReply, DownstreamError> {
+    let start = Instant::now();
+    let result = registry
+        .call(service, |endpoint| {
+            let request = client
+                .post(endpoint.url())
+                .header("idempotency-key", &body.message_id)
+                .header("x-request-id", &body.correlation_id)
+                .json(body);
+            async move {
+                let res = request
+                    .send()
+                    .await
+                    .map_err(|e| AttemptError::Transport(e.without_url().to_string()))?;
+                let status = res.status();
+                if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    return Err(AttemptError::Status {
+                        status: status.as_u16(),
+                        retry_after: retry_after(res.headers()),
+                    });
+                }
+                if !status.is_success() {
+                    return Ok(Answer::Refused(status.as_u16()));
+                }
+                let bytes = res
+                    .bytes()
+                    .await
+                    .map_err(|e| AttemptError::Transport(e.without_url().to_string()))?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Answer::Reply(DownstreamReply::default()));
+                }
+                match serde_json::from_slice::<DownstreamReply>(&bytes) {
+                    Ok(r) => Ok(Answer::Reply(r)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "downstream answered 2xx with an unreadable body; no reply sent");
+                        Ok(Answer::Reply(DownstreamReply::default()))
+                    }
+                }
+            }
+        })
+        .await;
+    let outcome = match &result {
+        Ok(Answer::Reply(_)) => "ok",
+        Ok(Answer::Refused(_)) => "refused",
+        Err(CallError::Timeout { .. }) => "timeout",
+        Err(CallError::Unavailable(_)) => "unavailable",
+        Err(_) => "error",
+    };
+    metrics::histogram!(crate::metrics::DOWNSTREAM_DURATION, "service" => service.to_owned(), "outcome" => outcome)
+        .record(start.elapsed());
+    match result {
+        Ok(Answer::Reply(r)) => Ok(r),
+        Ok(Answer::Refused(status)) => Err(DownstreamError::Rejected { status }),
+        Err(CallError::Timeout { after, .. }) => Err(DownstreamError::Retryable {
+            kind: "downstream_timeout".into(),
+            message: format!("{service} did not answer within {after:?}"),
+            retry_after: None,
+        }),
+        Err(CallError::Unavailable(e)) => {
+            let retry_after = match &e {
+                steadfast_service_registry::Error::Rejected { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            Err(DownstreamError::Retryable {
+                kind: "downstream_unavailable".into(),
+                message: e.to_string(),
+                retry_after,
+            })
+        }
+        Err(CallError::Failed { error, .. }) => Err(match error {
+            AttemptError::Transport(m) => DownstreamError::Retryable {
+                kind: "downstream_transport".into(),
+                message: format!("{service}: {m}"),
+                retry_after: None,
+            },
+            AttemptError::Status {
+                status,
+                retry_after,
+            } => DownstreamError::Retryable {
+                kind: format!("downstream_http_{status}"),
+                message: format!("{service} answered HTTP {status}"),
+                retry_after,
+            },
+        }),
+        Err(other) => Err(DownstreamError::Retryable {
+            kind: "downstream_error".into(),
+            message: other.to_string(),
+            retry_after: None,
+        }),
+    }
+}
