@@ -153,7 +153,7 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
     let fast_path: Option<Arc<dyn DedupStore>> = match &config.storage.redis_url {
         // Lazy: the service starts (and fails open) while Redis is down.
         Some(url) => Some(Arc::new(
-            RedisStore::lazy(url.expose(), "steadfast:webhook:seen").map_err(|e| {
+            RedisStore::lazy(url.expose(), config.storage.redis_prefix.clone()).map_err(|e| {
                 StartupError::Store {
                     what: "redis",
                     message: e.to_string(),
@@ -253,6 +253,7 @@ async fn build_services(config: &Arc<Config>, stores: &Stores) -> Result<Service
         processed: Deduplicator::new(stores.processed.clone(), config.storage.dedup_window),
         graph,
         http,
+        sender_locks: crate::worker::SenderLocks::default(),
     })
 }
 

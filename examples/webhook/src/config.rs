@@ -175,6 +175,8 @@ pub struct StorageConfig {
     pub dedup_window: Duration,
     /// Name of the queue in the queue store.
     pub queue_name: String,
+    /// Prefix of the Redis fast-path keys.
+    pub redis_prefix: String,
 }
 
 /// The worker that drains the queue.
@@ -421,6 +423,7 @@ struct FileStorage {
     pool_size: Option<u32>,
     dedup_window_seconds: Option<u64>,
     queue_name: Option<String>,
+    redis_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -893,6 +896,10 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             },
         ),
         queue_name,
+        redis_prefix: file
+            .storage
+            .redis_prefix
+            .unwrap_or_else(|| "steadfast:webhook:seen".to_owned()),
     };
 
     let w = file.worker;

@@ -52,6 +52,31 @@ pub struct Services {
     pub graph: GraphClient,
     /// HTTP client for downstream calls.
     pub http: reqwest::Client,
+    /// Per-sender locks (striped): one sender's messages are handled one at a time in this
+    /// process, so they do not fight over the conversation's version and its history stays in
+    /// order. Across processes, the store's version check still serializes them.
+    pub sender_locks: SenderLocks,
+}
+
+/// A fixed set of async mutexes, picked by hashing the sender: bounded memory whatever the
+/// number of senders.
+#[derive(Debug)]
+pub struct SenderLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for SenderLocks {
+    fn default() -> Self {
+        Self((0..1024).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl SenderLocks {
+    /// The lock of `sender`.
+    pub fn of(&self, sender: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sender.hash(&mut h);
+        &self.0[(h.finish() % self.0.len() as u64) as usize]
+    }
 }
 
 impl std::fmt::Debug for Services {
@@ -88,10 +113,13 @@ impl Services {
             from = %Masked(&job.from),
             attempt = message.attempts,
         );
-        let outcome = self
-            .process(&job, message.attempts, message.max_attempts)
-            .instrument(span.clone())
-            .await;
+        let outcome = async {
+            let _turn = self.sender_locks.of(&job.from).lock().await;
+            self.process(&job, message.attempts, message.max_attempts)
+                .await
+        }
+        .instrument(span.clone())
+        .await;
         span.in_scope(|| match &outcome {
             Outcome::Ack => tracing::info!(
                 elapsed_ms = start.elapsed().as_millis() as u64,

@@ -1,6 +1,10 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code, missing_docs)]
 
+pub mod fakes;
+pub mod proxy;
+pub mod surface;
+
 use std::collections::HashMap;
 
 use axum::Router;
@@ -59,12 +63,12 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
 }
 
-/// A delivery of `n` text messages with ids `wamid.<prefix>.<i>`.
+/// A delivery of `n` text messages with ids `wamid.<prefix>.<i>`, from 10 senders in turn.
 pub fn text_batch(prefix: &str, n: usize, text: &str) -> Vec<u8> {
     let messages: Vec<serde_json::Value> = (0..n)
         .map(|i| {
             serde_json::json!({
-                "from": "250788123456",
+                "from": format!("25078812345{}", i % 10),
                 "id": format!("wamid.{prefix}.{i}"),
                 "timestamp": "1763740800",
                 "type": "text",

@@ -1,0 +1,130 @@
+//! A fake downstream and a fake Graph API: tiny axum servers on 127.0.0.1 ports that record
+//! what they receive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+pub struct DownstreamLog {
+    /// Successful deliveries per message id.
+    pub delivered: Mutex<HashMap<String, u32>>,
+    /// Every request: (service, idempotency key, body), failed ones included.
+    pub requests: Mutex<Vec<(String, Option<String>, Value)>>,
+    /// 0: answer 200 with a reply; otherwise answer this status.
+    pub fail_with: AtomicU16,
+}
+
+impl DownstreamLog {
+    pub fn delivered(&self, id: &str) -> u32 {
+        self.delivered.lock().get(id).copied().unwrap_or(0)
+    }
+    pub fn total_delivered(&self) -> u32 {
+        self.delivered.lock().values().sum()
+    }
+    pub fn attempts(&self, id: &str) -> usize {
+        self.requests
+            .lock()
+            .iter()
+            .filter(|(_, _, b)| b["message_id"] == id)
+            .count()
+    }
+}
+
+async fn downstream(
+    State(log): State<Arc<DownstreamLog>>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    log.requests
+        .lock()
+        .push((service.clone(), key, body.clone()));
+    let fail = log.fail_with.load(Ordering::SeqCst);
+    if fail != 0 {
+        return (
+            StatusCode::from_u16(fail).unwrap(),
+            Json(json!({"error": "down"})),
+        );
+    }
+    let id = body["message_id"].as_str().unwrap_or_default().to_owned();
+    *log.delivered.lock().entry(id).or_default() += 1;
+    (
+        StatusCode::OK,
+        Json(json!({"reply": format!("{service} got: {}", body["text"].as_str().unwrap_or(""))})),
+    )
+}
+
+/// Starts the fake downstream; `http://addr` — services live at `/<name>`.
+pub async fn start_downstream() -> (String, Arc<DownstreamLog>) {
+    let log = Arc::new(DownstreamLog::default());
+    let app = Router::new()
+        .route("/{service}", post(downstream))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), log)
+}
+
+#[derive(Default)]
+pub struct GraphLog {
+    /// (path, authorization header, body)
+    pub sent: Mutex<Vec<(String, Option<String>, Value)>>,
+}
+
+impl GraphLog {
+    pub fn texts_to(&self, to: &str) -> Vec<String> {
+        self.sent
+            .lock()
+            .iter()
+            .filter(|(_, _, b)| b["to"] == to)
+            .filter_map(|(_, _, b)| b["text"]["body"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+async fn graph(
+    State(log): State<Arc<GraphLog>>,
+    Path(phone_number_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    log.sent
+        .lock()
+        .push((format!("/{phone_number_id}/messages"), auth, body));
+    Json(json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.OUT"}]}))
+}
+
+/// Starts the fake Graph API; returns its base URL (`graph_api_url`).
+pub async fn start_graph() -> (String, Arc<GraphLog>) {
+    let log = Arc::new(GraphLog::default());
+    let app = Router::new()
+        .route("/{phone_number_id}/messages", post(graph))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), log)
+}

@@ -1,0 +1,530 @@
+//! The service on the real Postgres + Redis (steadfast-testkit isolates each test in its own
+//! schema and key prefix), with a fake downstream and a fake Graph API on loopback ports.
+//! Fault tests put a cuttable TCP proxy in front of Postgres or Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use common::fakes::{DownstreamLog, GraphLog};
+use common::proxy::Proxy;
+use common::*;
+use http::{Request, StatusCode};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use steadfast_testkit::{PgSchema, RedisPrefix};
+use steadfast_webhook::assemble::App;
+use steadfast_webhook::config::{Config, DEFAULT_FALLBACK_REPLY, Overrides};
+
+struct Env {
+    app: App,
+    router: Router,
+    downstream: Arc<DownstreamLog>,
+    graph: Arc<GraphLog>,
+    pg_proxy: Option<Proxy>,
+    redis_proxy: Option<Proxy>,
+    _pg: PgSchema,
+    _redis: RedisPrefix,
+}
+
+#[derive(Default)]
+struct Opts {
+    extra: &'static str,
+    proxy_pg: bool,
+    proxy_redis: bool,
+}
+
+async fn env(opts: Opts) -> Option<Env> {
+    let pg = steadfast_testkit::postgres().await?;
+    let redis = steadfast_testkit::redis().await?;
+    let (down_url, downstream) = fakes::start_downstream().await;
+    let (graph_url, graph) = fakes::start_graph().await;
+
+    let (pool, pg_proxy) = if opts.proxy_pg {
+        let base: PgConnectOptions = steadfast_testkit::database_url().parse().unwrap();
+        let proxy = Proxy::start(&format!("{}:{}", base.get_host(), base.get_port())).await;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_with(pg.connect_options().host("127.0.0.1").port(proxy.port))
+            .await
+            .unwrap();
+        (pool, Some(proxy))
+    } else {
+        (pg.pool().clone(), None)
+    };
+    let (redis_url, redis_proxy) = if opts.proxy_redis {
+        let url = steadfast_testkit::redis_url();
+        let hostport = url.trim_start_matches("redis://").trim_end_matches('/');
+        let proxy = Proxy::start(hostport).await;
+        (format!("redis://127.0.0.1:{}", proxy.port), Some(proxy))
+    } else {
+        (steadfast_testkit::redis_url(), None)
+    };
+    let toml = format!(
+        r#"
+[whatsapp]
+app_secret = "{SECRET}"
+verify_token = "{VERIFY_TOKEN}"
+access_token = "test-access-token"
+graph_api_url = "{graph_url}"
+[admin]
+token = "{ADMIN_TOKEN}"
+[storage]
+database_url = "{db}"
+redis_url = "{redis_url}"
+redis_prefix = "{prefix}"
+[worker]
+poll_interval_ms = 20
+backoff_initial_ms = 50
+backoff_max_ms = 200
+max_attempts = 3
+[conversation]
+sweep_interval_seconds = 3600
+[[services]]
+name = "jobs"
+endpoints = ["{down_url}/jobs"]
+keywords = ["jobs", "job"]
+[[services]]
+name = "ai-agent"
+endpoints = ["{down_url}/ai-agent"]
+breaker = "ai_agent"
+[routing]
+default_service = "ai-agent"
+{extra}
+"#,
+        db = steadfast_testkit::database_url(),
+        prefix = redis.key("seen"),
+        extra = opts.extra,
+    );
+    let config = Config::from_toml(&toml, &Default::default(), &Overrides::default()).unwrap();
+    let app = App::build_with_pool(config, Some(pool)).await.unwrap();
+    let router = app.router();
+    Some(Env {
+        app,
+        router,
+        downstream,
+        graph,
+        pg_proxy,
+        redis_proxy,
+        _pg: pg,
+        _redis: redis,
+    })
+}
+
+/// Polls `check` until it holds (15 s at most): waiting for the worker, not timing it.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..750 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+impl Env {
+    async fn admin(&self, method: &str, path: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let (s, _, b) = send(&self.router, req).await;
+        (s, if b.is_empty() { Value::Null } else { json(&b) })
+    }
+
+    /// Nothing pending, running or retrying in the queue.
+    async fn queue_idle(&self) -> bool {
+        let stats = self.app.state().ingestor.queue().stats().await.unwrap();
+        stats.iter().all(|s| {
+            use steadfast_dlq::State::*;
+            s.count(Pending) + s.count(Running) + s.count(Retrying) == 0
+        })
+    }
+
+    async fn stop(self) {
+        self.app.shutdown().await;
+    }
+}
+
+fn text_message(id: &str, from: &str, text: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("text_message.json")).unwrap();
+    let value = &mut v["entry"][0]["changes"][0]["value"];
+    value["contacts"][0]["wa_id"] = from.into();
+    let m = &mut value["messages"][0];
+    m["id"] = id.into();
+    m["from"] = from.into();
+    m["text"]["body"] = text.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_surface() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    surface::handshake(&e.router).await;
+    surface::signatures(&e.router, "PG").await;
+    surface::bad_json_and_unknown_field(&e.router).await;
+    e.stop().await;
+    let Some(e) = env(Opts {
+        extra: "[http]\nbody_limit_bytes = 2048",
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    surface::body_limit(&e.router).await;
+    e.stop().await;
+    let Some(e) = env(Opts {
+        extra: "[rate_limit]\nper_minute = 3",
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    surface::rate_limit(&e.router).await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_goes_downstream_and_the_reply_to_the_graph_api() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    let id = "wamid.FLOW.1";
+    let body = text_message(id, "250788123456", "any jobs in Kigali?");
+    let req = Request::post("/webhook")
+        .header("x-hub-signature-256", sign(&body))
+        .header("x-request-id", "corr-flow-1")
+        .body(Body::from(body))
+        .unwrap();
+    let (s, _, b) = send(&e.router, req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["accepted"], 1);
+    eventually("delivery downstream", async || {
+        e.downstream.delivered(id) == 1
+    })
+    .await;
+    eventually("reply sent", async || {
+        !e.graph.texts_to("250788123456").is_empty()
+    })
+    .await;
+
+    let (service, key, req_body) = e.downstream.requests.lock()[0].clone();
+    assert_eq!(service, "jobs");
+    assert_eq!(key.as_deref(), Some(id), "Idempotency-Key is the wamid");
+    let mut keys: Vec<_> = req_body.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "conversation_state",
+            "correlation_id",
+            "from",
+            "history",
+            "message_id",
+            "text",
+            "type"
+        ]
+    );
+    assert_eq!(req_body["from"], "250788123456");
+    assert_eq!(req_body["type"], "text");
+    assert_eq!(req_body["text"], "any jobs in Kigali?");
+    assert_eq!(req_body["correlation_id"], "corr-flow-1");
+    assert_eq!(req_body["conversation_state"], "agent_active");
+    assert_eq!(req_body["history"][0]["text"], "any jobs in Kigali?");
+
+    let (path, auth, out) = e.graph.sent.lock()[0].clone();
+    assert_eq!(path, "/106540352242922/messages");
+    assert_eq!(auth.as_deref(), Some("Bearer test-access-token"));
+    assert_eq!(
+        out,
+        serde_json::json!({"messaging_product": "whatsapp", "to": "250788123456", "type": "text",
+                           "text": {"body": "jobs got: any jobs in Kigali?"}})
+    );
+
+    // The conversation is persisted, with the reply in its history.
+    eventually("reply recorded", async || {
+        e.admin("GET", "/admin/conversations/250788123456").await.1["context"]["last_messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    let (s, conv) = e.admin("GET", "/admin/conversations/250788123456").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(conv["state"], "agent_active");
+    assert_eq!(conv["context"]["intent"], "jobs");
+    // A second message without a keyword stays with the conversation's service.
+    let body = text_message("wamid.FLOW.2", "250788123456", "tomorrow morning");
+    assert_eq!(send(&e.router, signed(&body)).await.0, StatusCode::OK);
+    eventually("second delivery", async || {
+        e.downstream.delivered("wamid.FLOW.2") == 1
+    })
+    .await;
+    let last = e.downstream.requests.lock().last().cloned().unwrap();
+    assert_eq!(last.0, "jobs");
+    assert_eq!(last.2["history"].as_array().unwrap().len(), 3);
+
+    // 30 idle minutes later the sweeper fires the state machine's timeout: back to idle.
+    eventually("queue idle", async || e.queue_idle().await).await;
+    let later = chrono::Utc::now() + chrono::Duration::minutes(31);
+    assert_eq!(e.app.services().sweep(later).await.unwrap(), 1);
+    let (_, conv) = e.admin("GET", "/admin/conversations/250788123456").await;
+    assert_eq!(conv["state"], "idle");
+    assert_eq!(
+        conv["context"]["last_messages"].as_array().unwrap().len(),
+        4,
+        "history survives"
+    );
+
+    // Admin needs the token.
+    let (s, _, _) = send(
+        &e.router,
+        Request::get("/admin/dlq").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_deliveries_reach_the_downstream_once() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    let body = text_message("wamid.DUP.1", "250788000001", "jobs");
+    // Meta retries and several subscribed apps: the same delivery at once...
+    let results = futures::future::join_all((0..5).map(|_| send(&e.router, signed(&body)))).await;
+    let mut accepted = 0;
+    for (s, _, b) in &results {
+        assert_eq!(*s, StatusCode::OK);
+        accepted += json(b)["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, 1, "the queue's dedup key admits one copy");
+    eventually("delivered", async || {
+        e.downstream.delivered("wamid.DUP.1") == 1
+    })
+    .await;
+    eventually("queue idle", async || e.queue_idle().await).await;
+    // ...and again after it was processed: the Redis fast path answers.
+    for _ in 0..3 {
+        let (s, _, b) = send(&e.router, signed(&body)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(json(&b)["duplicates"], 1);
+    }
+    eventually("queue idle", async || e.queue_idle().await).await;
+    assert_eq!(e.downstream.delivered("wamid.DUP.1"), 1);
+    assert_eq!(e.downstream.attempts("wamid.DUP.1"), 1);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_messages_is_stored_and_delivered_once_each() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    let n = 300;
+    let body = text_batch("BATCH", n, "hello");
+    let (s, _, b) = send(&e.router, signed(&body)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["accepted"], n);
+    eventually("all delivered", async || {
+        e.downstream.total_delivered() == n as u32
+    })
+    .await;
+    for i in 0..n {
+        assert_eq!(e.downstream.delivered(&format!("wamid.BATCH.{i}")), 1);
+    }
+    eventually("all replied", async || e.graph.sent.lock().len() == n).await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_downstream_retries_dead_letters_and_admin_replay_delivers() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    e.downstream.fail_with.store(503, Ordering::SeqCst);
+    for (id, from) in [
+        ("wamid.DEAD.1", "250788000011"),
+        ("wamid.DEAD.2", "250788000022"),
+    ] {
+        let body = text_message(id, from, "jobs please");
+        assert_eq!(send(&e.router, signed(&body)).await.0, StatusCode::OK);
+    }
+    eventually("two dead letters", async || {
+        e.admin("GET", "/admin/dlq").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    let (_, list) = e.admin("GET", "/admin/dlq").await;
+    let dead = &list["messages"][0];
+    assert_eq!(dead["state"], "dead");
+    let errors = dead["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "every attempt's error is kept: {errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["kind"].as_str().unwrap().starts_with("downstream_"))
+    );
+    assert_eq!(errors[0]["kind"], "downstream_http_503");
+    assert!(e.downstream.attempts("wamid.DEAD.1") >= 1);
+    // The user heard something on the last attempt.
+    assert_eq!(e.graph.texts_to("250788000011"), [DEFAULT_FALLBACK_REPLY]);
+    let (_, conv) = e.admin("GET", "/admin/conversations/250788000011").await;
+    assert_eq!(conv["state"], "fallback");
+    // Inspect one.
+    let id = dead["id"].as_str().unwrap().to_owned();
+    let (s, one) = e.admin("GET", &format!("/admin/dlq/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one["dedup_key"], dead["dedup_key"]);
+
+    // The downstream is fixed; the operator resets its breaker and replays.
+    e.downstream.fail_with.store(0, Ordering::SeqCst);
+    let (s, _) = e.admin("POST", "/admin/breakers/jobs/reset").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = e.admin("POST", &format!("/admin/dlq/{id}/replay")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let first = dead["dedup_key"].as_str().unwrap().to_owned();
+    eventually("replayed one delivered", async || {
+        e.downstream.delivered(&first) == 1
+    })
+    .await;
+    let (s, r) = e.admin("POST", "/admin/dlq/replay").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["replayed"], 1);
+    eventually("bulk replay delivered", async || {
+        e.downstream.total_delivered() == 2
+    })
+    .await;
+    eventually("dead letters empty", async || {
+        e.admin("GET", "/admin/dlq").await.1["messages"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    eventually("replies sent", async || {
+        e.graph.texts_to("250788000011").len() == 2 && e.graph.texts_to("250788000022").len() == 2
+    })
+    .await;
+    let (s, b) = e.admin("GET", "/admin/breakers").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        b["breakers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "whatsapp-graph-api")
+    );
+    let (s, reg) = e.admin("GET", "/admin/registry").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(reg["services"].as_array().unwrap().len(), 2);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_answers_503_and_the_retry_is_processed() {
+    let Some(e) = env(Opts {
+        proxy_pg: true,
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let proxy = e.pg_proxy.as_ref().unwrap();
+    let body = text_message("wamid.PGDOWN.1", "250788000033", "jobs");
+    proxy.cut();
+    let (s, h, b) = send(&e.router, signed(&body)).await;
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert_eq!(h["content-type"], "application/problem+json");
+    let (s, _, _) = send(
+        &e.router,
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(e.downstream.attempts("wamid.PGDOWN.1"), 0);
+
+    proxy.restore();
+    // Meta retries the same delivery until it gets a 200.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = send(&e.router, signed(&body)).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    eventually("processed after recovery", async || {
+        e.downstream.delivered("wamid.PGDOWN.1") == 1
+    })
+    .await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_still_accepts_without_duplicate_processing() {
+    let Some(e) = env(Opts {
+        proxy_redis: true,
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let proxy = e.redis_proxy.as_ref().unwrap();
+    let a = text_message("wamid.REDIS.A", "250788000044", "jobs");
+    assert_eq!(send(&e.router, signed(&a)).await.0, StatusCode::OK);
+    eventually("A delivered", async || {
+        e.downstream.delivered("wamid.REDIS.A") == 1
+    })
+    .await;
+    eventually("queue idle", async || e.queue_idle().await).await;
+
+    proxy.cut();
+    // A again, after it was processed and with the fast path down: accepted (fail-open), and
+    // the durable processed marker keeps it from the downstream.
+    let (s, _, _) = send(&e.router, signed(&a)).await;
+    assert_eq!(s, StatusCode::OK);
+    // B, new, twice while Redis is down.
+    let b = text_message("wamid.REDIS.B", "250788000055", "jobs");
+    for _ in 0..2 {
+        let (s, _, _) = send(&e.router, signed(&b)).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    eventually("B delivered", async || {
+        e.downstream.delivered("wamid.REDIS.B") == 1
+    })
+    .await;
+    eventually("queue idle", async || e.queue_idle().await).await;
+    assert_eq!(e.downstream.delivered("wamid.REDIS.A"), 1);
+    assert_eq!(e.downstream.delivered("wamid.REDIS.B"), 1);
+    let (s, _, body) = send(
+        &e.router,
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let health = json(&body);
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["checks"]["dedup"]["status"], "down");
+    proxy.restore();
+    e.stop().await;
+}
