@@ -194,6 +194,10 @@ fn event() -> impl Strategy<Value = ConvEvent> {
 }
 
 proptest! {
+    // Each case runs up to 120 events with a serde round trip per event: 64 cases keep the
+    // test to a few seconds.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
     #[test]
     fn conversation_invariants_hold_for_any_event_sequence(
         steps in proptest::collection::vec((event(), 0i64..4000), 0..120)
