@@ -238,6 +238,42 @@ where
         }
     }
 
+    /// Loads `key` (or starts a new instance with `C::default()` on the current definition at
+    /// `now`), lets `apply` change it (send several events, edit the context), and saves it
+    /// version-checked. On a conflict it reloads and calls `apply` again on the fresh instance,
+    /// up to [`conflict_retries`](Self::conflict_retries) times, so `apply` must be safe to
+    /// repeat. An `Err` from `apply` saves nothing and is returned as is.
+    ///
+    /// # Errors
+    /// `apply`'s error, [`Error::Conflict`] when retries are exhausted, and the errors of
+    /// [`load`](Self::load) and [`save`](Self::save).
+    pub async fn update<T>(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        mut apply: impl FnMut(&Definition<S, E, C>, &mut Instance<S, C>) -> Result<T, Error>,
+    ) -> Result<(T, Instance<S, C>), Error>
+    where
+        C: Default,
+    {
+        let mut attempt = 0;
+        loop {
+            let (def, mut instance) = match self.load_with_definition(key).await? {
+                Some(found) => found,
+                None => (
+                    self.current.clone(),
+                    self.current.new_instance(C::default(), now),
+                ),
+            };
+            let out = apply(&def, &mut instance)?;
+            match self.save(key, &mut instance).await {
+                Ok(()) => return Ok((out, instance)),
+                Err(e) if e.is_conflict() && attempt < self.conflict_retries => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Fires due timeouts: loads up to `limit` instances whose timeout is due at `now`, sends
     /// each its timeout event and saves it (version-checked: an instance saved by someone else
     /// meanwhile is left alone and reported as a conflict). Call it periodically; it never

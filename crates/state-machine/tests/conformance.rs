@@ -30,6 +30,8 @@ async fn conformance(store: Arc<dyn SnapshotStore>) {
     delete_removes(&*store).await;
     concurrent_sends_lose_nothing(store.clone()).await;
     sweeper_fires_timeouts_exactly_when_due(store.clone()).await;
+    sweeper_backs_off_when_a_writer_saved_first(store.clone()).await;
+    update_applies_several_events_atomically(store.clone()).await;
     stored_old_versions_are_migrated(store.clone()).await;
 }
 
@@ -305,6 +307,120 @@ async fn sweeper_fires_timeouts_exactly_when_due(store: Arc<dyn SnapshotStore>) 
     assert_eq!(last.fired[0].0, "sw-2");
     let busy = machines.load("sw-busy").await.unwrap().unwrap();
     assert_eq!(busy.state(), ConvState::ProcessingIntent);
+}
+
+/// A store wrapper that plays "another worker": right after the sweeper lists due instances,
+/// it saves each of them once more (a user message arriving at that moment).
+struct WriterRacesSweeper {
+    inner: Arc<dyn SnapshotStore>,
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for WriterRacesSweeper {
+    async fn load(&self, key: &str) -> Result<Option<steadfast_state_machine::Snapshot>, Error> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &str,
+        expected_version: u64,
+        instance: &serde_json::Value,
+        due_at: Option<DateTime<Utc>>,
+    ) -> Result<u64, Error> {
+        self.inner
+            .save(key, expected_version, instance, due_at)
+            .await
+    }
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<steadfast_state_machine::Snapshot>, Error> {
+        let due = self.inner.due(now, limit).await?;
+        for s in &due {
+            self.inner
+                .save(&s.key, s.version, &s.instance, s.due_at)
+                .await?;
+        }
+        Ok(due)
+    }
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.inner.delete(key).await
+    }
+}
+
+async fn sweeper_backs_off_when_a_writer_saved_first(store: Arc<dyn SnapshotStore>) {
+    let start = t0() + TimeDelta::days(20);
+    let plain = Machines::new(conversation::definition(), store.clone());
+    plain
+        .send("race-sweep", ConvEvent::Start, start)
+        .await
+        .unwrap();
+    let racing = Machines::new(
+        conversation::definition(),
+        Arc::new(WriterRacesSweeper { inner: store }),
+    );
+    let at = start + TimeDelta::from_std(IDLE_TIMEOUT).unwrap();
+    let report = racing.sweep(at, 100).await.unwrap();
+    assert!(report.fired.is_empty(), "{report:?}");
+    assert_eq!(report.conflicts, ["race-sweep"]);
+    // The other writer's save stands; the sweeper did not overwrite it.
+    let conv = plain.load("race-sweep").await.unwrap().unwrap();
+    assert_eq!(
+        (conv.state(), conv.version()),
+        (ConvState::AwaitingInput, 2)
+    );
+    // A later sweep (no race) fires it.
+    let report = plain.sweep(at, 100).await.unwrap();
+    assert_eq!(report.fired.len(), 1);
+    plain.store().delete("race-sweep").await.unwrap();
+}
+
+async fn update_applies_several_events_atomically(store: Arc<dyn SnapshotStore>) {
+    let machines = Machines::new(conversation::definition(), store).conflict_retries(32);
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let m = machines.clone();
+        tasks.push(tokio::spawn(async move {
+            m.update("upd", t0(), |def, conv| {
+                def.send(conv, msg(format!("u{n}")), t0())?;
+                if conv.state() == ConvState::ProcessingIntent {
+                    def.send(
+                        conv,
+                        ConvEvent::IntentDetected {
+                            intent: "support".into(),
+                            needs_confirmation: false,
+                        },
+                        t0(),
+                    )?;
+                }
+                Ok(conv.state())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        let (state, conv) = t.await.unwrap().unwrap();
+        assert_eq!(
+            (state, conv.state()),
+            (ConvState::AgentActive, ConvState::AgentActive)
+        );
+    }
+    let conv = machines.load("upd").await.unwrap().unwrap();
+    assert_eq!(conv.version(), 4);
+    assert_eq!(conv.context().last_messages.len(), 4);
+    // The first update made two transitions, the others one each.
+    assert_eq!(conv.history().len(), 5);
+
+    // An error from the closure saves nothing.
+    let e = machines
+        .update("upd", t0(), |def, conv| {
+            def.send(conv, ConvEvent::Confirm, t0())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NoTransition { .. }));
+    assert_eq!(machines.load("upd").await.unwrap().unwrap().version(), 4);
 }
 
 async fn stored_old_versions_are_migrated(store: Arc<dyn SnapshotStore>) {
