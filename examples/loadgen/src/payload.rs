@@ -653,5 +653,52 @@ mod tests {
         fn mix_parser_never_panics(s in "[a-z=,0-9 ]{0,30}") {
             let _ = s.parse::<Mix>();
         }
+
+        #[test]
+        fn batches_hold_batch_size_unique_signed_messages(
+            batch_size in 1usize..=60,
+            senders in 1u32..50,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut g = PayloadGenerator::new(GeneratorConfig {
+                app_secret: "k".into(),
+                batch_size,
+                senders,
+                seed,
+                ..GeneratorConfig::default()
+            })
+            .unwrap();
+            let p = g.generate(PayloadKind::Batch);
+            let doc: Value = serde_json::from_slice(&p.body).unwrap();
+            let msgs = messages(&doc);
+            proptest::prop_assert_eq!(msgs.len(), batch_size);
+            let ids: HashSet<&str> = msgs.iter().map(|m| m["id"].as_str().unwrap()).collect();
+            proptest::prop_assert_eq!(ids.len(), batch_size);
+            // Every sender of a change has its contact entry.
+            for change in doc["entry"][0]["changes"].as_array().unwrap() {
+                let v = &change["value"];
+                let contacts: HashSet<&str> =
+                    v["contacts"].as_array().unwrap().iter().map(|c| c["wa_id"].as_str().unwrap()).collect();
+                for m in v["messages"].as_array().unwrap() {
+                    proptest::prop_assert!(contacts.contains(m["from"].as_str().unwrap()));
+                }
+            }
+            proptest::prop_assert_eq!(p.signature, sign(b"k", &p.body));
+        }
+    }
+
+    #[test]
+    fn a_full_batch_is_1000_messages() {
+        let mut g = PayloadGenerator::new(GeneratorConfig {
+            batch_size: 1000,
+            ..GeneratorConfig::default()
+        })
+        .unwrap();
+        let p = g.generate(PayloadKind::Batch);
+        assert_eq!(p.message_ids.len(), 1000);
+        let doc: Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(messages(&doc).len(), 1000);
+        // Far below Meta's 3 MB payload ceiling and the webhook's 4 MiB limit.
+        assert!(p.body.len() < 3_000_000, "{} bytes", p.body.len());
     }
 }
