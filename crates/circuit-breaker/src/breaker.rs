@@ -226,6 +226,17 @@ impl Inner {
 
     #[inline]
     pub(crate) fn acquire(&self) -> Result<PermitData, Rejected> {
+        // The hot path, kept small enough to inline into the caller: Closed, no slow-call
+        // timing. Everything else is out of line.
+        let word = self.state.load(Ordering::Acquire);
+        if word & STATE_MASK == CLOSED && self.slow_nanos == 0 {
+            return Ok(PermitData::new(PermitKind::Closed, word, 0));
+        }
+        self.acquire_slow()
+    }
+
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<PermitData, Rejected> {
         loop {
             let word = self.state.load(Ordering::Acquire);
             match word & STATE_MASK {
@@ -285,6 +296,28 @@ impl Inner {
     /// Records a permitted call's outcome. `failure == None` means ignored.
     #[inline]
     pub(crate) fn record(&self, data: &PermitData, failure: Option<bool>) {
+        // The hot path (a success in Closed without slow-call timing) inlines into the caller.
+        if data.kind == PermitKind::Closed && failure == Some(false) && self.slow_nanos == 0 {
+            let check = match &self.window {
+                Window::Count(w) => w.record_success(),
+                Window::Time(w) => w.record_success(self.now()),
+            };
+            if check {
+                self.evaluate_now();
+            }
+            return;
+        }
+        self.record_slow(data, failure);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn evaluate_now(&self) {
+        self.evaluate_closed(self.window.stats(self.now()));
+    }
+
+    #[inline(never)]
+    fn record_slow(&self, data: &PermitData, failure: Option<bool>) {
         match data.kind {
             PermitKind::Disabled => {}
             PermitKind::Closed => {

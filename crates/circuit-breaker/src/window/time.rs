@@ -91,13 +91,19 @@ impl TimeWindow {
         let second = now / BUCKET_NANOS;
         let mut rotated = false;
         if second != self.current.load(Ordering::Acquire) {
-            let mut sealed = self.sealed.lock();
-            rotated = self.rotate(&mut sealed, second);
+            rotated = self.rotate_now(second);
         }
         let before = self.bucket(second).calls.fetch_add(1, Ordering::Relaxed);
         // Evicting old buckets can raise a rate, so a rotation is followed by an evaluation;
         // otherwise only the success that brings the window up to its minimum can trip.
         rotated || before + 1 + self.sealed_calls.load(Ordering::Relaxed) == self.minimum
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rotate_now(&self, second: u64) -> bool {
+        let mut sealed = self.sealed.lock();
+        self.rotate(&mut sealed, second)
     }
 
     /// Moves the window to `second` if it is newer. Returns whether it moved.
