@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use steadfast_circuit_breaker::OwnedPermit;
-use tokio::sync::broadcast;
-
+use crate::Endpoint;
 use crate::member::Member;
-use crate::{Endpoint, RegistryEvent};
+use steadfast_circuit_breaker::OwnedPermit;
 
 /// One endpoint chosen by [`Registry::select`](crate::Registry::select), with its breaker
 /// permit and a place in its in-flight count (which P2C balancing reads).
@@ -21,7 +19,6 @@ pub struct Lease {
     pub(crate) index: usize,
     permit: Option<OwnedPermit>,
     panic: bool,
-    events: broadcast::Sender<RegistryEvent>,
 }
 
 impl Lease {
@@ -30,7 +27,6 @@ impl Lease {
         index: usize,
         permit: Option<OwnedPermit>,
         panic: bool,
-        events: broadcast::Sender<RegistryEvent>,
     ) -> Self {
         member.start_call();
         Self {
@@ -38,7 +34,6 @@ impl Lease {
             index,
             permit,
             panic,
-            events,
         }
     }
 
@@ -58,7 +53,7 @@ impl Lease {
         if let Some(permit) = self.permit.take() {
             permit.success();
         }
-        self.member.observe(&self.events, None);
+        self.member.observe(&self.member.events, None);
     }
 
     /// Records a failed call on the endpoint's breaker (which may eject the endpoint).
@@ -66,7 +61,7 @@ impl Lease {
         if let Some(permit) = self.permit.take() {
             permit.failure();
         }
-        self.member.observe(&self.events, None);
+        self.member.observe(&self.member.events, None);
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Member {
     /// The effective state last announced in an event.
     announced: AtomicU8,
     pub(crate) check: Mutex<CheckRecord>,
+    /// Where state changes are announced (a handle on the registry's channel).
+    pub(crate) events: broadcast::Sender<RegistryEvent>,
 }
 
 impl Member {
@@ -43,6 +45,7 @@ impl Member {
         endpoint: Endpoint,
         breaker: CircuitBreaker,
         tracker: Tracker,
+        events: broadcast::Sender<RegistryEvent>,
     ) -> Self {
         Self {
             service,
@@ -59,6 +62,7 @@ impl Member {
                 last_check: None,
                 last_error: None,
             }),
+            events,
         }
     }
 

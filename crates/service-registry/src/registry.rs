@@ -110,7 +110,11 @@ impl Registry {
             if services.contains_key(&name) {
                 return Err(Error::AlreadyRegistered { service: name });
             }
-            let service = Arc::new(Service::new(config, self.inner.clock.as_ref()));
+            let service = Arc::new(Service::new(
+                config,
+                self.inner.clock.as_ref(),
+                &self.inner.events,
+            ));
             service.start_checks(&self.inner.events);
             services.insert(name.clone(), service);
         }
@@ -180,7 +184,14 @@ impl Registry {
     /// [`Error::UnknownService`], [`Error::NoHealthyEndpoint`], or [`Error::Rejected`] when every
     /// eligible endpoint's breaker refused a permit.
     pub fn select(&self, service: &str) -> Result<Lease, Error> {
-        self.service(service)?.select(&self.inner.events, &[])
+        // Under the read lock rather than cloning the service's Arc: cheaper on the hot path,
+        // and writers (register/deregister) are rare.
+        self.inner
+            .services
+            .read()
+            .get(service)
+            .ok_or_else(|| unknown(service))?
+            .select(&self.inner.events, &[])
     }
 
     /// Calls `service` through the registry: picks an endpoint, runs `op` on it under the

@@ -44,7 +44,11 @@ impl Candidate for Slot<'_> {
 impl Service {
     /// Builds the members (one breaker each). Health-check tasks are started separately by
     /// [`Service::start_checks`], so that a service without checks needs no runtime.
-    pub(crate) fn new(config: ServiceConfig, clock: Option<&Arc<dyn Clock>>) -> Self {
+    pub(crate) fn new(
+        config: ServiceConfig,
+        clock: Option<&Arc<dyn Clock>>,
+        events: &broadcast::Sender<RegistryEvent>,
+    ) -> Self {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (healthy, unhealthy) = config
             .health_check
@@ -59,6 +63,7 @@ impl Service {
                     endpoint.clone(),
                     breaker(&name, endpoint, &config, clock),
                     Tracker::new(healthy, unhealthy),
+                    events.clone(),
                 ))
             })
             .collect();
@@ -175,18 +180,11 @@ impl Service {
                         slot.index,
                         Some(permit),
                         panic,
-                        events.clone(),
                     ));
                 }
                 // Panic mode overrides the breaker too; the call goes unrecorded.
                 Err(_) if panic => {
-                    return Ok(Lease::new(
-                        Arc::clone(member),
-                        slot.index,
-                        None,
-                        panic,
-                        events.clone(),
-                    ));
+                    return Ok(Lease::new(Arc::clone(member), slot.index, None, panic));
                 }
                 Err(rejected) => {
                     // Half-open with its probes in use, or opened since `observe`.
