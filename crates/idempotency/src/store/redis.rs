@@ -2,9 +2,9 @@
 //! `EVALSHA`), de-duplication with a single `SET NX PX`.
 //!
 //! Layout under the prefix `P`:
-//! - `P:i:<scope length>:<scope>:<key>`: a hash per claim record (`st` state `i`/`c`, `fp`
-//!   fingerprint, `fe` fence, `ex` expiry in ms, `rs` the encoded response), with a Redis TTL
-//!   equal to the lease (in flight) or the completed TTL, so Redis itself drops old records.
+//! - `P:i:<scope length>:<scope>:<key>`: one string per claim record (state, expiry in ms,
+//!   fence, fingerprint, encoded response), with a Redis TTL equal to the lease (in flight)
+//!   or the completed TTL, so Redis itself drops old records.
 //!   The scope length keeps `("a:b", "c")` and `("a", "b:c")` apart.
 //! - `P:fence`: the counter fencing tokens come from (`INCR` in the claim script).
 //! - `P:d:<id>`: de-duplication entries, value `1` or the processing time in ms.
@@ -28,32 +28,44 @@ use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
 
+// A record is one string value, `<state>:<expires ms>:<fence>:<32-byte fingerprint><response>`
+// (state `i` in flight, `c` completed; the response only when completed): a GET and a
+// SET ... PX per script is the least work Redis can do for a fenced compare-and-set, and it
+// keeps the script cost close to a plain SET (see BENCHMARKS.md).
 const CLAIM: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'st', 'fp', 'ex', 'rs')
-local now = tonumber(ARGV[2])
-if r[1] and tonumber(r[3]) > now then
-  if r[2] ~= ARGV[1] then return {'m'} end
-  if r[1] == 'c' then return {'r', r[4]} end
-  return {'f', tostring(tonumber(r[3]) - now)}
+local v = redis.call('GET', KEYS[1])
+if v then
+  local a = string.find(v, ':', 3, true)
+  local b = string.find(v, ':', a + 1, true)
+  local left = tonumber(string.sub(v, 3, a - 1)) - tonumber(ARGV[2])
+  if left > 0 then
+    if string.sub(v, b + 1, b + 32) ~= ARGV[1] then return {'m'} end
+    if string.sub(v, 1, 1) == 'c' then return {'r', string.sub(v, b + 33)} end
+    return {'f', tostring(left)}
+  end
 end
 local fence = redis.call('INCR', KEYS[2])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'st', 'i', 'fp', ARGV[1], 'fe', fence, 'ex', now + tonumber(ARGV[3]))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], 'i:' .. ARGV[4] .. ':' .. fence .. ':' .. ARGV[1], 'PX', ARGV[3])
 return {'e', tostring(fence)}
 "#;
 
 const COMPLETE: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'st', 'fe', 'ex')
-if r[1] ~= 'i' or r[2] ~= ARGV[1] or tonumber(r[3]) <= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'c', 'ex', tonumber(ARGV[2]) + tonumber(ARGV[3]), 'rs', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 1) ~= 'i' then return 0 end
+local a = string.find(v, ':', 3, true)
+local b = string.find(v, ':', a + 1, true)
+if string.sub(v, a + 1, b - 1) ~= ARGV[1] then return 0 end
+if tonumber(string.sub(v, 3, a - 1)) <= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], 'c:' .. ARGV[3] .. ':' .. ARGV[1] .. ':' .. string.sub(v, b + 1, b + 32) .. ARGV[5], 'PX', ARGV[4])
 return 1
 "#;
 
 const RELEASE: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'st', 'fe')
-if r[1] ~= 'i' or r[2] ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 1) ~= 'i' then return 0 end
+local a = string.find(v, ':', 3, true)
+local b = string.find(v, ':', a + 1, true)
+if string.sub(v, a + 1, b - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 "#;
@@ -200,6 +212,7 @@ impl IdempotencyStore for RedisStore {
             .arg(req.fingerprint.as_bytes().as_slice())
             .arg(req.now.as_millis())
             .arg(millis(req.lease).max(1))
+            .arg(req.now.plus(req.lease.max(Duration::from_millis(1))).as_millis())
             .invoke_async(&mut conn)
             .await
             .map_err(Error::store)?;
@@ -235,6 +248,7 @@ impl IdempotencyStore for RedisStore {
             .key(self.record_key(scope, key))
             .arg(fence)
             .arg(now.as_millis())
+            .arg(now.plus(ttl.max(Duration::from_millis(1))).as_millis())
             .arg(millis(ttl).max(1))
             .arg(response.encode())
             .invoke_async(&mut conn)
