@@ -2,10 +2,11 @@
 //! check, balancing, panic threshold and fallback.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_circuit_breaker::Config as BreakerConfig;
-use steadfast_retry::RetryPolicy;
+use steadfast_retry::{RetryBudget, RetryPolicy};
 
 use crate::{Balance, Endpoint, Error, HealthCheck};
 
@@ -15,6 +16,7 @@ use crate::{Balance, Endpoint, Error, HealthCheck};
 /// |---|---|---|
 /// | `call_timeout` | 30 s | one attempt; an AI agent may need `120 s` as in the seed system |
 /// | `retry` | [`RetryPolicy::default`]: 3 attempts, 1 s then 2 s | the seed system's policy |
+/// | `retry_budget` | none | share one [`RetryBudget`] between services so retries cannot amplify an outage |
 /// | `breaker` | [`BreakerConfig::standard`]: 50 % over 60 s | use [`BreakerConfig::ai_agent`] (60 % / 120 s) for slow agents |
 /// | `health_check` | none: passive health (breakers) only | |
 /// | `balance` | [`Balance::RoundRobin`] | |
@@ -43,6 +45,7 @@ pub struct ServiceConfig {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) call_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) retry_budget: Option<Arc<RetryBudget>>,
     pub(crate) breaker: BreakerConfig,
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) balance: Balance,
@@ -59,6 +62,7 @@ impl ServiceConfig {
                 endpoints: Vec::new(),
                 call_timeout: Duration::from_secs(30),
                 retry: RetryPolicy::default(),
+                retry_budget: None,
                 breaker: BreakerConfig::standard(),
                 health_check: None,
                 balance: Balance::RoundRobin,
@@ -86,6 +90,11 @@ impl ServiceConfig {
     /// The retry policy across endpoints.
     pub fn retry(&self) -> &RetryPolicy {
         &self.retry
+    }
+
+    /// The retry budget, if any.
+    pub fn retry_budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.retry_budget.as_ref()
     }
 
     /// The configuration of each endpoint's breaker.
@@ -151,6 +160,14 @@ impl ServiceConfigBuilder {
     /// each on a different endpoint while untried eligible ones remain.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;
+        self
+    }
+
+    /// A retry budget (default none): every call deposits, every retry withdraws, and a call
+    /// whose retry is refused stops (then falls back). Share one budget between services to
+    /// cap retries process-wide.
+    pub fn retry_budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.config.retry_budget = Some(budget);
         self
     }
 

@@ -278,11 +278,14 @@ impl Registry {
         let events = &self.inner.events;
         let timeout = service.config.call_timeout;
         let mut tried: Vec<usize> = Vec::new();
-        Retry::new(&service.config.retry)
-            .classify(|e: &CallError<E>| match e {
-                CallError::Unavailable(_) => Action::Stop,
-                _ => Action::Retry,
-            })
+        let mut retry = Retry::new(&service.config.retry).classify(|e: &CallError<E>| match e {
+            CallError::Unavailable(_) => Action::Stop,
+            _ => Action::Retry,
+        });
+        if let Some(budget) = &service.config.retry_budget {
+            retry = retry.budget(budget);
+        }
+        retry
             .run(|| {
                 let attempt = service.select(events, &tried).map(|lease| {
                     tried.push(lease.index);

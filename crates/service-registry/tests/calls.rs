@@ -533,3 +533,48 @@ async fn registration_events_and_duplicates() {
     );
     assert!(registry.services().is_empty());
 }
+
+#[tokio::test]
+async fn a_spent_retry_budget_stops_retries() {
+    let (a, b) = (TestServer::start("a").await, TestServer::start("b").await);
+    a.set_work(Mode::Fail);
+    b.set_work(Mode::Fail);
+    let budget = std::sync::Arc::new(
+        steadfast_service_registry::retry::RetryBudget::builder()
+            .min_per_sec(0)
+            .ratio_percent(0)
+            .build()
+            .unwrap(),
+    );
+    let registry = Registry::new();
+    registry
+        .register(
+            config("svc", &[&a, &b])
+                .retry_budget(budget)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let client = reqwest::Client::new();
+    work(&registry, &client, "svc").await.unwrap_err();
+    assert_eq!(a.hits() + b.hits(), 1, "no retry without budget");
+}
+
+/// The webhook's worker spawns calls: the future must be `Send` when the closure's is.
+#[test]
+fn the_call_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let registry = Registry::new();
+    let client = reqwest::Client::new();
+    let call = registry.call("jobs", |endpoint| {
+        let request = client.post(endpoint.join("/v1/messages")).body("{}");
+        async move { request.send().await?.error_for_status() }
+    });
+    assert_send(&call);
+    let fallback = registry.call_with_fallback(
+        "jobs",
+        |endpoint| async move { Ok::<_, std::io::Error>(endpoint) },
+        |error| async move { Err(error) },
+    );
+    assert_send(&fallback);
+}
