@@ -100,10 +100,14 @@ pub async fn connect_postgres(config: &Config) -> Result<PgPool, StartupError> {
             what: "postgres",
             message: "DATABASE_URL is not set".into(),
         })?;
+    connect_url(url.expose(), config.storage.pool_size).await
+}
+
+async fn connect_url(url: &str, pool_size: u32) -> Result<PgPool, StartupError> {
     PgPoolOptions::new()
-        .max_connections(config.storage.pool_size)
+        .max_connections(pool_size)
         .acquire_timeout(Duration::from_secs(3))
-        .connect(url.expose())
+        .connect(url)
         .await
         .map_err(|e| StartupError::Store {
             what: "postgres",
@@ -133,8 +137,8 @@ pub async fn migrate_pool(pool: &PgPool) -> Result<(), StartupError> {
 }
 
 /// Applies the Postgres migrations of every store the service uses (`migrate` subcommand).
-pub async fn migrate(config: &Config) -> Result<(), StartupError> {
-    let pool = connect_postgres(config).await?;
+pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
+    let pool = connect_url(database_url, 2).await?;
     migrate_pool(&pool).await
 }
 

@@ -289,6 +289,25 @@ impl Config {
         Self::from_parts(file, env, overrides)
     }
 
+    /// Only the database URL (env `DATABASE_URL` over the file's `storage.database_url`), for
+    /// the `migrate` subcommand, which needs nothing else.
+    pub fn database_url(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        if let Some(v) = env.get("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+            return Ok(Some(Secret(v.clone())));
+        }
+        let Some(path) = path else { return Ok(None) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(FileConfig::parse(&text, &path.display().to_string())?
+            .storage
+            .database_url)
+    }
+
     /// Loads from TOML text (no file), then `env`, then `overrides`. Used by tests.
     pub fn from_toml(
         text: &str,

@@ -1,4 +1,4 @@
-//! The reference WhatsApp Cloud API webhook service, built from the Steadfast crates.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod admin;

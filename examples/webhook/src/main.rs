@@ -75,6 +75,33 @@ fn print_demo_banner(config: &Config) {
     eprintln!("{line}");
 }
 
+async fn migrate(cli: &Cli) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let url = match Config::database_url(cli.config.as_deref(), &env) {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            eprintln!(
+                "steadfast-webhook: migrate needs DATABASE_URL (or storage.database_url in the config)"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match steadfast_webhook::assemble::migrate(url.expose()).await {
+        Ok(()) => {
+            println!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -100,6 +127,9 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     steadfast_webhook::telemetry::init();
+    if matches!(cli.command, Some(Command::Migrate)) {
+        return migrate(&cli).await;
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -113,19 +143,7 @@ async fn main() -> ExitCode {
             println!("configuration OK ({} services)", config.services.len());
             return ExitCode::SUCCESS;
         }
-        Command::Migrate => {
-            return match steadfast_webhook::assemble::migrate(&config).await {
-                Ok(()) => {
-                    println!("migrations applied");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("steadfast-webhook: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Worker | Command::Serve => {}
+        Command::Worker | Command::Serve | Command::Migrate => {}
     }
     if config.is_demo() {
         print_demo_banner(&config);

@@ -21,7 +21,8 @@ pub struct CorrelationId(pub String);
 /// second call does nothing.
 pub fn init() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

@@ -42,3 +42,44 @@ pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app(limit: Duration) -> Router {
+        Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(limit, timeout))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_get_408_problem_json() {
+        let res = app(Duration::from_secs(10))
+            .oneshot(http::Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            res.headers()[http::header::CONTENT_TYPE],
+            crate::problem::CONTENT_TYPE
+        );
+        let res = app(Duration::from_secs(10))
+            .oneshot(http::Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
