@@ -136,7 +136,7 @@ impl CircuitBreaker {
     ///
     /// On `Ok`, make the call and report it on the permit; a permit dropped without an outcome
     /// records nothing and gives a HalfOpen probe back. On `Err`, do not make the call.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.inner
             .acquire()
@@ -224,13 +224,13 @@ impl Inner {
         if self.slow_nanos == 0 { 0 } else { self.now() }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<PermitData, Rejected> {
         // The hot path, kept small enough to inline into the caller: Closed, no slow-call
         // timing. Everything else is out of line.
         let word = self.state.load(Ordering::Acquire);
         if word & STATE_MASK == CLOSED && self.slow_nanos == 0 {
-            return Ok(PermitData::new(PermitKind::Closed, word, 0));
+            return Ok(PermitData::new(word, 0));
         }
         self.acquire_slow()
     }
@@ -241,9 +241,9 @@ impl Inner {
             let word = self.state.load(Ordering::Acquire);
             match word & STATE_MASK {
                 CLOSED | METRICS_ONLY => {
-                    return Ok(PermitData::new(PermitKind::Closed, word, self.start_time()));
+                    return Ok(PermitData::new(word, self.start_time()));
                 }
-                DISABLED => return Ok(PermitData::new(PermitKind::Disabled, word, 0)),
+                DISABLED => return Ok(PermitData::new(word, 0)),
                 OPEN => {
                     let now = self.now();
                     let until = self.open_until.load(Ordering::Acquire);
@@ -256,11 +256,7 @@ impl Inner {
                 HALF_OPEN => {
                     let epoch = word >> STATE_BITS;
                     if self.half_open.acquire(epoch) {
-                        return Ok(PermitData::new(
-                            PermitKind::HalfOpen,
-                            word,
-                            self.start_time(),
-                        ));
+                        return Ok(PermitData::new(word, self.start_time()));
                     }
                     if self.state.load(Ordering::Acquire) != word {
                         continue;
@@ -294,10 +290,10 @@ impl Inner {
     }
 
     /// Records a permitted call's outcome. `failure == None` means ignored.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, data: &PermitData, failure: Option<bool>) {
         // The hot path (a success in Closed without slow-call timing) inlines into the caller.
-        if data.kind == PermitKind::Closed && failure == Some(false) && self.slow_nanos == 0 {
+        if data.kind() == PermitKind::Closed && failure == Some(false) && self.slow_nanos == 0 {
             let check = match &self.window {
                 Window::Count(w) => w.record_success(),
                 Window::Time(w) => w.record_success(self.now()),
@@ -318,7 +314,7 @@ impl Inner {
 
     #[inline(never)]
     fn record_slow(&self, data: &PermitData, failure: Option<bool>) {
-        match data.kind {
+        match data.kind() {
             PermitKind::Disabled => {}
             PermitKind::Closed => {
                 let Some(failure) = failure else { return };
@@ -366,7 +362,7 @@ impl Inner {
 
     /// Gives back a permit that ends without an outcome.
     pub(crate) fn release(&self, data: &PermitData) {
-        if data.kind == PermitKind::HalfOpen {
+        if data.kind() == PermitKind::HalfOpen {
             self.half_open.release(data.word >> STATE_BITS);
         }
     }

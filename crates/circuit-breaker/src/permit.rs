@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::breaker::{CircuitBreaker, Inner};
+use crate::state::State;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PermitKind {
@@ -14,25 +15,45 @@ pub(crate) enum PermitKind {
     Disabled,
 }
 
+/// Kept to two words (the permit's kind is the state bits of `word`) so that it stays in
+/// registers on the hot path.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PermitData {
-    pub(crate) kind: PermitKind,
-    /// The state word when the permit was handed out (state and generation).
+    /// The state word when the permit was handed out (state and generation), or `DISARMED`
+    /// once an outcome was reported.
     pub(crate) word: u64,
     /// Coarse-clock start, when slow-call detection is on.
     pub(crate) start: u64,
-    armed: bool,
 }
 
+const DISARMED: u64 = u64::MAX;
+
 impl PermitData {
-    #[inline]
-    pub(crate) fn new(kind: PermitKind, word: u64, start: u64) -> Self {
-        PermitData {
-            kind,
-            word,
-            start,
-            armed: true,
+    #[inline(always)]
+    pub(crate) fn new(word: u64, start: u64) -> Self {
+        PermitData { word, start }
+    }
+
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> PermitKind {
+        match State::from_code(self.word & 0b111) {
+            State::HalfOpen => PermitKind::HalfOpen,
+            State::Disabled => PermitKind::Disabled,
+            _ => PermitKind::Closed,
         }
+    }
+
+    #[inline(always)]
+    fn armed(&self) -> bool {
+        self.word != DISARMED
+    }
+
+    /// Returns the data and marks this copy as reported.
+    #[inline(always)]
+    fn take(&mut self) -> PermitData {
+        let data = *self;
+        self.word = DISARMED;
+        data
     }
 }
 
@@ -48,31 +69,31 @@ pub struct Permit<'a> {
 }
 
 impl<'a> Permit<'a> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(inner: &'a Inner, data: PermitData) -> Self {
         Permit { inner, data }
     }
 
     /// The call succeeded.
-    #[inline]
+    #[inline(always)]
     pub fn success(mut self) {
-        self.data.armed = false;
-        self.inner.record(&self.data, Some(false));
+        let data = self.data.take();
+        self.inner.record(&data, Some(false));
     }
 
     /// The call failed.
     #[inline]
     pub fn failure(mut self) {
-        self.data.armed = false;
-        self.inner.record(&self.data, Some(true));
+        let data = self.data.take();
+        self.inner.record(&data, Some(true));
     }
 
     /// The call's outcome says nothing about the downstream's health (e.g. a 404, a
     /// validation error): count it neither way and give a HalfOpen probe back.
     #[inline]
     pub fn ignore(mut self) {
-        self.data.armed = false;
-        self.inner.record(&self.data, None);
+        let data = self.data.take();
+        self.inner.record(&data, None);
     }
 
     /// Reports `outcome`.
@@ -87,9 +108,9 @@ impl<'a> Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        if self.data.armed {
+        if self.data.armed() {
             self.inner.release(&self.data);
         }
     }
@@ -98,7 +119,7 @@ impl Drop for Permit<'_> {
 impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("kind", &self.data.kind)
+            .field("kind", &self.data.kind())
             .finish()
     }
 }
@@ -118,20 +139,20 @@ impl OwnedPermit {
 
     /// The call succeeded.
     pub fn success(mut self) {
-        self.data.armed = false;
-        self.breaker.inner.record(&self.data, Some(false));
+        let data = self.data.take();
+        self.breaker.inner.record(&data, Some(false));
     }
 
     /// The call failed.
     pub fn failure(mut self) {
-        self.data.armed = false;
-        self.breaker.inner.record(&self.data, Some(true));
+        let data = self.data.take();
+        self.breaker.inner.record(&data, Some(true));
     }
 
     /// Count the call neither way (see [`Permit::ignore`]).
     pub fn ignore(mut self) {
-        self.data.armed = false;
-        self.breaker.inner.record(&self.data, None);
+        let data = self.data.take();
+        self.breaker.inner.record(&data, None);
     }
 
     /// Reports `outcome`.
@@ -146,7 +167,7 @@ impl OwnedPermit {
 
 impl Drop for OwnedPermit {
     fn drop(&mut self) {
-        if self.data.armed {
+        if self.data.armed() {
             self.breaker.inner.release(&self.data);
         }
     }
@@ -156,7 +177,7 @@ impl fmt::Debug for OwnedPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedPermit")
             .field("breaker", &self.breaker.name())
-            .field("kind", &self.data.kind)
+            .field("kind", &self.data.kind())
             .finish()
     }
 }

@@ -57,7 +57,7 @@ impl CountWindow {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record_success(&self) -> bool {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         // A success lowers the failure rate of a full window or of one already past its

@@ -86,7 +86,7 @@ impl TimeWindow {
         &self.live[(second & self.mask) as usize]
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record_success(&self, now: u64) -> bool {
         let second = now / BUCKET_NANOS;
         let mut rotated = false;
