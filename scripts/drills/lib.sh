@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Shared parts of the reliability drills: build, a fresh database and Redis db, the fakes
+# (downstream + Graph API), webhook instances, the load generator, and the final report.
+# Every process is on 127.0.0.1; every wait is bounded; the drill exits non-zero on any loss.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DRILL=${DRILL:-$(basename "$0")}
+# DRILL_PROFILE=debug reuses the test build (CI's short runs); release gives the figures.
+PROFILE=${DRILL_PROFILE:-release}
+BIN="$ROOT/target/$([ "$PROFILE" = release ] && echo release || echo debug)"
+SHORT=${DRILL_SHORT:-0}
+[ "${1:-}" = "--short" ] && SHORT=1
+
+WORK=$(mktemp -d "/tmp/steadfast-drill-$DRILL.XXXX")
+DB_NAME="steadfast_drill"
+PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
+export PGOPTIONS="--client-min-messages=warning"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
+REDIS_DB=14
+export REDIS_URL="redis://127.0.0.1:6379/$REDIS_DB"
+export WHATSAPP_APP_SECRET="drill-app-secret-$(date +%s)"
+export WHATSAPP_VERIFY_TOKEN="drill-verify-token"
+export ADMIN_TOKEN="drill-admin-token-0123456789"
+export RATE_LIMIT_PER_MINUTE=0
+export RUST_LOG="${RUST_LOG:-warn}"
+DOWN_PORT=${DOWN_PORT:-19101}
+GRAPH_PORT=${GRAPH_PORT:-19102}
+PIDS=()
+
+log() { printf '[%s %s] %s\n' "$DRILL" "$(date +%T)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+cleanup() {
+  local code=$?
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  # Leave the machine's services up, whatever the drill did to them.
+  "$ROOT/scripts/start-services" >/dev/null 2>&1 || true
+  if [ "$code" -ne 0 ]; then log "logs kept in $WORK"; fi
+  exit "$code"
+}
+trap cleanup EXIT INT TERM
+
+build() {
+  log "building ($PROFILE)"
+  if [ "$PROFILE" = release ]; then
+    (cd "$ROOT" && cargo build -q --release -p steadfast-webhook -p steadfast-loadgen)
+  else
+    (cd "$ROOT" && cargo build -q --all-features -p steadfast-webhook -p steadfast-loadgen)
+  fi
+}
+
+fresh_stores() {
+  "$ROOT/scripts/start-services" >/dev/null
+  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $DB_NAME" >/dev/null
+  redis-cli -n "$REDIS_DB" flushdb >/dev/null
+}
+
+start_fakes() {
+  "$BIN/steadfast-loadgen" fakes --downstream-listen "127.0.0.1:$DOWN_PORT" \
+    --graph-listen "127.0.0.1:$GRAPH_PORT" --app-secret "$WHATSAPP_APP_SECRET" \
+    --webhook-rate-limit 0 --config-out "$WORK/fakes.toml" >"$WORK/fakes.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$DOWN_PORT/_stats" 20 || die "fakes did not start"
+}
+
+# start_webhook PORT NAME: starts an instance, records its pid in WEBHOOK_PID_<NAME>.
+start_webhook() {
+  local port=$1 name=$2
+  { echo "listen = \"127.0.0.1:$port\""; cat "$WORK/fakes.toml"; } >"$WORK/webhook-$name.toml"
+  "$BIN/steadfast-webhook" --config "$WORK/webhook-$name.toml" >>"$WORK/webhook-$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  printf -v "WEBHOOK_PID_$name" '%s' "$pid"
+  wait_http "http://127.0.0.1:$port/health" 60 || die "webhook $name did not become healthy"
+  log "webhook $name up on :$port (pid $pid)"
+}
+
+# wait_http URL SECONDS: until the URL answers 200.
+wait_http() {
+  local url=$1 limit=$2 i
+  for ((i = 0; i < limit * 4; i++)); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; then return 0; fi
+    sleep 0.25
+  done
+  return 1
+}
+
+# http_code URL: the status code, or 000 when nothing answers.
+http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true; }
+
+# start_load TARGETS... -- EXTRA ARGS: runs the load generator in the background (LOAD_PID).
+start_load() {
+  local targets=() arg
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do targets+=(--target "$1"); shift; done
+  [ "${1:-}" = -- ] && shift
+  "$BIN/steadfast-loadgen" run "${targets[@]}" \
+    --external-fakes "http://127.0.0.1:$DOWN_PORT" --app-secret "$WHATSAPP_APP_SECRET" \
+    --rate "$RATE" --duration "${DURATION}s" --concurrency 16 \
+    --give-up-after 120s --retry-max-delay 2s --drain-timeout "${DRAIN:-90}s" \
+    --report-json "$WORK/report.json" "$@" >"$WORK/loadgen.log" 2>&1 &
+  LOAD_PID=$!
+  PIDS+=("$LOAD_PID")
+  LOAD_START_MS=$(date +%s%3N)
+}
+
+# at SECONDS: sleeps until SECONDS after the load started.
+at() {
+  local wait_ms=$((LOAD_START_MS + $1 * 1000 - $(date +%s%3N)))
+  if [ "$wait_ms" -gt 0 ]; then sleep "$((wait_ms / 1000)).$(printf '%03d' $((wait_ms % 1000)))"; fi
+}
+
+# finish [MAX_DUPLICATES]: waits for the load generator, prints the figures, and fails on any
+# loss or on more duplicate deliveries than allowed (default 0).
+finish() {
+  local max_dup=${1:-0} code=0
+  wait "$LOAD_PID" || code=$?
+  [ -s "$WORK/report.json" ] || { cat "$WORK/loadgen.log" >&2; die "no report (loadgen exit $code)"; }
+  jq -r --arg drill "$DRILL" --arg extra "${EXTRA_FIGURES:-}" '
+    "== \($drill): rate \(.config.rate)/s for \(.send.send_secs | floor) s",
+    "requests \(.send.requests), 200 \(.send.status.ok_200), 503 \(.send.status.unavailable_503), 429 \(.send.status.too_many_requests_429), connection errors \(.send.status.connection_errors), timeouts \(.send.status.timeouts), retries \(.send.retries)",
+    "messages accepted \(.delivery.messages_accepted), delivered \(.delivery.delivered), lost \(.delivery.lost), duplicate deliveries \(.delivery.duplicate_deliveries), never accepted \(.delivery.messages_never_accepted)",
+    "accepted p99 latency \(.send.latency_accepted.p99_ms) ms, drained in \(.drain_secs) s",
+    (if $extra != "" then $extra else empty end)' "$WORK/report.json"
+  local lost dup never
+  lost=$(jq '.delivery.lost' "$WORK/report.json")
+  dup=$(jq '.delivery.duplicate_deliveries' "$WORK/report.json")
+  never=$(jq '.delivery.messages_never_accepted' "$WORK/report.json")
+  [ "$lost" = 0 ] || die "$lost accepted message(s) lost: $(jq -c '.delivery.lost_ids[:10]' "$WORK/report.json")"
+  [ "$never" = 0 ] || die "$never message(s) never accepted within the give-up time"
+  [ "$dup" -le "$max_dup" ] || die "$dup duplicate deliveries (allowed: $max_dup)"
+  cp "$WORK/report.json" "${REPORT_OUT:-$WORK/report.json}" 2>/dev/null || true
+  log "PASSED (lost 0, duplicates $dup)"
+}
+
+pg_version() { ls /etc/postgresql | sort -V | tail -n 1; }
