@@ -61,7 +61,7 @@ fn bench_store(
     let fresh = || {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if let Some(clock) = &clock {
-            if i % WRAP == 0 {
+            if i.is_multiple_of(WRAP) {
                 clock.advance(Duration::from_secs(2 * 24 * 3600));
             }
             i % WRAP
