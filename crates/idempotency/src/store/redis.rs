@@ -212,7 +212,11 @@ impl IdempotencyStore for RedisStore {
             .arg(req.fingerprint.as_bytes().as_slice())
             .arg(req.now.as_millis())
             .arg(millis(req.lease).max(1))
-            .arg(req.now.plus(req.lease.max(Duration::from_millis(1))).as_millis())
+            .arg(
+                req.now
+                    .plus(req.lease.max(Duration::from_millis(1)))
+                    .as_millis(),
+            )
             .invoke_async(&mut conn)
             .await
             .map_err(Error::store)?;
