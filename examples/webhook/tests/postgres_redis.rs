@@ -27,6 +27,7 @@ struct Env {
     graph: Arc<GraphLog>,
     pg_proxy: Option<Proxy>,
     redis_proxy: Option<Proxy>,
+    toml: String,
     _pg: PgSchema,
     _redis: RedisPrefix,
 }
@@ -111,6 +112,7 @@ default_service = "ai-agent"
         graph,
         pg_proxy,
         redis_proxy,
+        toml,
         _pg: pg,
         _redis: redis,
     })
@@ -146,6 +148,18 @@ impl Env {
             use steadfast_dlq::State::*;
             s.count(Pending) + s.count(Running) + s.count(Retrying) == 0
         })
+    }
+
+    /// Another instance on the same Postgres schema and Redis prefix.
+    async fn second_instance(&self) -> App {
+        let config =
+            Config::from_toml(&self.toml, &Default::default(), &Overrides::default()).unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(self._pg.connect_options())
+            .await
+            .unwrap();
+        App::build_with_pool(config, Some(pool)).await.unwrap()
     }
 
     async fn stop(self) {
@@ -526,5 +540,53 @@ async fn redis_unreachable_still_accepts_without_duplicate_processing() {
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["checks"]["dedup"]["status"], "down");
     proxy.restore();
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_queue_and_conversations() {
+    let Some(e) = env(Opts::default()).await else {
+        return;
+    };
+    let other = e.second_instance().await;
+    let other_router = other.router();
+    let n = 24;
+    let sends = (0..n).map(|i| {
+        let body = text_message(
+            &format!("wamid.TWO.{i}"),
+            "250788000066",
+            &format!("jobs {i}"),
+        );
+        // every message to both instances, as Meta's retries to a load balancer would
+        let (a, b) = (e.router.clone(), other_router.clone());
+        async move {
+            let (s1, _, b1) = send(&a, signed(&body)).await;
+            let (s2, _, b2) = send(&b, signed(&body)).await;
+            assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+            json(&b1)["accepted"].as_u64().unwrap() + json(&b2)["accepted"].as_u64().unwrap()
+        }
+    });
+    let accepted: u64 = futures::future::join_all(sends).await.into_iter().sum();
+    assert_eq!(
+        accepted, n as u64,
+        "each message stored once across instances"
+    );
+    eventually("all delivered", async || {
+        e.downstream.total_delivered() == n as u32
+    })
+    .await;
+    eventually("queue idle", async || e.queue_idle().await).await;
+    for i in 0..n {
+        assert_eq!(e.downstream.delivered(&format!("wamid.TWO.{i}")), 1);
+    }
+    // One conversation, saved by both instances (version-checked): no update is lost. Each
+    // message is two saves (message in, reply in) and two transitions, plus the first intent.
+    let (s, conv) = e.admin("GET", "/admin/conversations/250788000066").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(conv["version"], 2 * n as u64);
+    assert_eq!(conv["history"].as_array().unwrap().len(), 2 * n + 1);
+    let last = conv["context"]["last_messages"].as_array().unwrap();
+    assert_eq!(last.len(), 20);
+    other.shutdown().await;
     e.stop().await;
 }
