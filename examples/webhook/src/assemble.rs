@@ -193,7 +193,11 @@ fn breaker_config(spec: &BreakerSpec) -> Result<steadfast_circuit_breaker::Confi
     })
 }
 
-async fn build_services(config: &Arc<Config>, stores: &Stores) -> Result<Services, StartupError> {
+async fn build_services(
+    config: &Arc<Config>,
+    stores: &Stores,
+    breakers: steadfast_circuit_breaker::Registry,
+) -> Result<Services, StartupError> {
     let registry = Registry::new();
     let echo = if config.echo_services.is_empty() {
         None
@@ -228,7 +232,6 @@ async fn build_services(config: &Arc<Config>, stores: &Stores) -> Result<Service
             .register(service)
             .map_err(|e| setup("service registry")(e.to_string()))?;
     }
-    let breakers = steadfast_circuit_breaker::Registry::new();
     let graph_breaker = breakers.get_or_create(graph::BREAKER, Preset::Standard);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -306,12 +309,20 @@ impl App {
             .fast_path
             .clone()
             .map(|s| Deduplicator::new(s, config.storage.dedup_window));
+        let breakers = steadfast_circuit_breaker::Registry::new();
+        let fast_path_breaker = fast_path.as_ref().map(|_| {
+            breakers.get_or_create(
+                crate::ingest::FAST_PATH_BREAKER,
+                Preset::Custom(crate::ingest::fast_path_breaker_config()),
+            )
+        });
         let ingestor = Ingestor::new(
             stores.queue.clone(),
             config.storage.queue_name.clone(),
             fast_path,
+            fast_path_breaker,
         );
-        let services = Arc::new(build_services(&config, &stores).await?);
+        let services = Arc::new(build_services(&config, &stores, breakers).await?);
         let limiter = IpRateLimiter::new(
             config.rate_limit.per_minute,
             config.rate_limit.burst,

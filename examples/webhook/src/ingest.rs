@@ -15,13 +15,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use steadfast_circuit_breaker::{CallError, CircuitBreaker};
 use steadfast_dlq::{Enqueued, NewMessage, QueueStore};
 use steadfast_idempotency::Deduplicator;
 
 use crate::payload::{Delivery, InboundMessage};
 
 /// How long the fast path may take before it is skipped (fail-open).
-const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(250);
+pub const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The name of the breaker in front of the Redis fast path.
+pub const FAST_PATH_BREAKER: &str = "redis-dedup";
+
+/// The fast path's breaker settings: a Redis that keeps failing (or answering slower than
+/// [`FAST_PATH_TIMEOUT`]) is skipped for 10 s instead of costing every delivery a timeout.
+pub fn fast_path_breaker_config() -> steadfast_circuit_breaker::Config {
+    steadfast_circuit_breaker::Config::builder()
+        .failure_rate_threshold(50.0)
+        .count_window(20)
+        .minimum_calls(10)
+        .open_duration(Duration::from_secs(10))
+        .call_timeout(Some(FAST_PATH_TIMEOUT))
+        .build()
+        .expect("static breaker settings are valid")
+}
 
 /// What ingestion did with a delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -44,6 +61,7 @@ pub struct Ingestor {
     queue: Arc<dyn QueueStore>,
     queue_name: String,
     dedup: Option<Deduplicator>,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -56,16 +74,35 @@ impl std::fmt::Debug for Ingestor {
 }
 
 impl Ingestor {
-    /// Ingests into `queue_name` of `queue`, with an optional Redis fast path.
+    /// Ingests into `queue_name` of `queue`, with an optional fast path (Redis, or memory in
+    /// the demo) behind an optional breaker.
     pub fn new(
         queue: Arc<dyn QueueStore>,
         queue_name: impl Into<String>,
         dedup: Option<Deduplicator>,
+        breaker: Option<CircuitBreaker>,
     ) -> Self {
         Self {
             queue,
             queue_name: queue_name.into(),
             dedup,
+            breaker,
+        }
+    }
+
+    /// Runs one fast-path call under the breaker and the timeout; `None` when it was skipped
+    /// (breaker open) or timed out.
+    async fn guarded<T, F>(&self, call: F) -> Option<Result<T, steadfast_idempotency::Error>>
+    where
+        F: std::future::Future<Output = Result<T, steadfast_idempotency::Error>>,
+    {
+        match &self.breaker {
+            Some(b) => match b.call(|| call).await {
+                Ok(v) => Some(Ok(v)),
+                Err(CallError::Inner(e)) => Some(Err(e)),
+                Err(_) => None,
+            },
+            None => tokio::time::timeout(FAST_PATH_TIMEOUT, call).await.ok(),
         }
     }
 
@@ -85,18 +122,14 @@ impl Ingestor {
             return vec![false; ids.len()];
         };
         join_all(ids.iter().map(|id| async move {
-            match tokio::time::timeout(FAST_PATH_TIMEOUT, dedup.seen(id)).await {
-                Ok(Ok(seen)) => {
-                    metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => if seen { "hit" } else { "miss" })
-                        .increment(1);
-                    seen
-                }
-                Ok(Err(_)) | Err(_) => {
-                    metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => "error")
-                        .increment(1);
-                    false
-                }
-            }
+            let (seen, result) = match self.guarded(dedup.seen(id)).await {
+                Some(Ok(true)) => (true, "hit"),
+                Some(Ok(false)) => (false, "miss"),
+                Some(Err(_)) => (false, "error"),
+                None => (false, "skipped"),
+            };
+            metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => result).increment(1);
+            seen
         }))
         .await
     }
@@ -106,10 +139,7 @@ impl Ingestor {
     async fn mark(&self, ids: &[&str]) {
         let Some(dedup) = &self.dedup else { return };
         join_all(ids.iter().map(|id| async move {
-            if !matches!(
-                tokio::time::timeout(FAST_PATH_TIMEOUT, dedup.mark_seen(id)).await,
-                Ok(Ok(()))
-            ) {
+            if !matches!(self.guarded(dedup.mark_seen(id)).await, Some(Ok(()))) {
                 metrics::counter!(crate::metrics::DEDUP_FAST_PATH, "result" => "mark_error")
                     .increment(1);
             }

@@ -523,8 +523,27 @@ async fn redis_unreachable_still_accepts_without_duplicate_processing() {
         let (s, _, _) = send(&e.router, signed(&b)).await;
         assert_eq!(s, StatusCode::OK);
     }
+    // A batch while Redis stays down: the fast path's breaker opens and Redis is skipped
+    // instead of timing out on every message; everything is still accepted.
+    let batch = text_batch("REDIS.C", 12, "jobs");
+    let (s, _, body) = send(&e.router, signed(&batch)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["accepted"], 12);
+    let (_, breakers) = e.admin("GET", "/admin/breakers").await;
+    let fast_path = breakers["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "redis-dedup")
+        .cloned()
+        .unwrap();
+    assert_eq!(fast_path["state"], "open", "{fast_path}");
     eventually("B delivered", async || {
         e.downstream.delivered("wamid.REDIS.B") == 1
+    })
+    .await;
+    eventually("batch delivered", async || {
+        e.downstream.total_delivered() == 14
     })
     .await;
     eventually("queue idle", async || e.queue_idle().await).await;
