@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use steadfast_retry::RetryPolicy;
+use chrono::{DateTime, Utc};
+use steadfast_retry::{Clock, RetryPolicy, SystemClock};
 
 use crate::Error;
-use crate::clock::{Clock, SystemClock};
 use crate::message::check_name;
 
 /// How a store schedules retries and reads time. Shared by every adapter.
@@ -63,6 +63,11 @@ impl QueueConfig {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The clock's time, as the stores keep it.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        crate::time::now(&*self.clock)
     }
 }
 

@@ -1,15 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-mod clock;
 mod config;
 mod error;
 mod message;
 mod ops;
 mod store;
+mod time;
 mod worker;
 
-pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use config::{QueueConfig, QueueConfigBuilder};
 pub use error::Error;
 pub use message::{
@@ -17,6 +16,7 @@ pub use message::{
     Message, MessageId, NewMessage, State,
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
+pub use steadfast_retry::{Clock, ManualClock, SystemClock, TokioClock};
 pub use store::QueueStore;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]

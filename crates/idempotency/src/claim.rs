@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{Config, StoreDown};
 use crate::error::Error;
 use crate::fingerprint::Fingerprint;
@@ -12,6 +11,8 @@ use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::store::{ClaimRequest, IdempotencyStore, StoreClaim};
+use crate::timestamp::{self, Timestamp};
+use steadfast_retry::{Clock, SystemClock};
 
 /// The answer to [`Idempotency::claim`].
 #[derive(Debug)]
@@ -99,7 +100,7 @@ impl Idempotency {
         key: &IdempotencyKey,
         fingerprint: Fingerprint,
     ) -> Result<Claim, Error> {
-        self.claim_at(scope, key, fingerprint, self.clock.now())
+        self.claim_at(scope, key, fingerprint, timestamp::now(&*self.clock))
             .await
     }
 
@@ -229,7 +230,7 @@ impl Lease {
                 self.fence,
                 response,
                 owner.config.completed_ttl,
-                owner.clock.now(),
+                timestamp::now(&*owner.clock),
             )
             .await;
         if let Err(Error::StaleLease { fence }) = &result {

@@ -4,12 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::StoreDown;
 use crate::error::{ConfigError, Error};
 use crate::key::KeyRules;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::store::DedupStore;
+use crate::timestamp::Timestamp;
+use steadfast_retry::{Clock, SystemClock};
 
 /// De-duplicates messages by id (e.g. a WhatsApp `wamid`) within a window.
 ///
@@ -75,6 +76,10 @@ impl Deduplicator {
         self
     }
 
+    fn now(&self) -> Timestamp {
+        crate::timestamp::now(&*self.clock)
+    }
+
     /// The default window.
     pub fn window(&self) -> Duration {
         self.window
@@ -102,11 +107,7 @@ impl Deduplicator {
     pub async fn first_seen(&self, id: &str, window: Duration) -> Result<bool, Error> {
         self.rules.parse(id)?;
         let window = Self::checked_window(window)?;
-        match self
-            .store
-            .insert_if_absent(id, window, self.clock.now())
-            .await
-        {
+        match self.store.insert_if_absent(id, window, self.now()).await {
             Ok(first) => {
                 self.counters.bump(if first {
                     Outcome::FirstSeen
@@ -133,7 +134,7 @@ impl Deduplicator {
         self.rules.parse(id)?;
         let seen = self
             .store
-            .contains(id, self.clock.now())
+            .contains(id, self.now())
             .await
             .inspect_err(|e| self.store_error(id, e))?;
         self.counters.bump(if seen {
@@ -148,7 +149,7 @@ impl Deduplicator {
     pub async fn mark_seen(&self, id: &str) -> Result<(), Error> {
         self.rules.parse(id)?;
         self.store
-            .mark(id, self.window, self.clock.now(), None)
+            .mark(id, self.window, self.now(), None)
             .await
             .inspect_err(|e| self.store_error(id, e))
     }
@@ -159,7 +160,7 @@ impl Deduplicator {
         self.rules.parse(id)?;
         metrics::histogram!("steadfast_dedup_processing_seconds").record(processing_time);
         self.store
-            .mark(id, self.window, self.clock.now(), Some(processing_time))
+            .mark(id, self.window, self.now(), Some(processing_time))
             .await
             .inspect_err(|e| self.store_error(id, e))
     }

@@ -3,7 +3,6 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod claim;
-mod clock;
 mod config;
 mod dedup;
 mod error;
@@ -12,12 +11,12 @@ mod key;
 mod response;
 mod stats;
 pub mod store;
+mod timestamp;
 
 #[cfg(feature = "tower")]
 pub mod http;
 
 pub use claim::{Claim, Idempotency, Lease};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigBuilder, StoreDown};
 pub use dedup::Deduplicator;
 pub use error::{ConfigError, Error, KeyError};
@@ -25,9 +24,13 @@ pub use fingerprint::Fingerprint;
 pub use key::{IdempotencyKey, KeyRules};
 pub use response::{StoredResponse, is_replay_safe_header};
 pub use stats::Stats;
+/// The injectable wall clock, shared with the other Steadfast crates (it lives in
+/// `steadfast-retry`); [`Idempotency::with_clock`] and [`Deduplicator::with_clock`] take it.
+pub use steadfast_retry::{Clock, ManualClock, SystemClock};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
 pub use store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+pub use timestamp::Timestamp;

@@ -14,6 +14,10 @@
 //! - [`RetryBudget`]: a lock-free token bucket shared across requests, so that retries cannot
 //!   amplify an outage.
 //!
+//! And one shared utility: [`Clock`] ([`SystemClock`], [`ManualClock`], [`TokioClock`]), the
+//! injectable wall clock that crates deciding deadlines by time of day (the queue's
+//! `next_retry_at`, idempotency leases) take, so their tests drive time exactly.
+//!
 //! ```
 //! use std::time::Duration;
 //! use steadfast_retry::{retry, RetryPolicy};
@@ -34,12 +38,14 @@
 
 mod backoff;
 mod budget;
+mod clock;
 mod error;
 mod policy;
 mod retry;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::ConfigError;
 pub use policy::{RetryPolicy, RetryPolicyBuilder, Schedule};
 pub use retry::{Action, Retry, RetryError, RetryEvent, StopReason, retry};

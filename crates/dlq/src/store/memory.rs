@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{QueueStore, after_failure, check_claim, check_replay_filter};
-use crate::clock::{add, sub};
+use crate::time::{add, sub};
 use crate::{
     AttemptError, Claimed, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, Lease, Message,
     MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, State,
@@ -87,7 +87,7 @@ impl QueueStore for MemoryQueue {
         for m in &messages {
             m.validate()?;
         }
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let mut queues = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         {
@@ -148,7 +148,7 @@ impl QueueStore for MemoryQueue {
         lease: Duration,
     ) -> Result<Vec<Claimed>, Error> {
         check_claim(queue, lease)?;
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let expires_at = add(now, lease);
         let token = Uuid::now_v7();
         let mut inner = self.inner.lock();
@@ -213,7 +213,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn ack(&self, lease: &Lease) -> Result<(), Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let mut inner = self.inner.lock();
         let m = inner.held(lease)?;
         settle(m, State::Done, now);
@@ -235,7 +235,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let mut inner = self.inner.lock();
         let m = inner.held(lease)?;
         let (state, run_at) = after_failure(&self.config, lease, &failure, now);
@@ -252,7 +252,7 @@ impl QueueStore for MemoryQueue {
 
     async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error> {
         check_claim(&lease.queue, lease_for)?;
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let expires_at = add(now, lease_for);
         let mut inner = self.inner.lock();
         let m = inner.held(lease)?;
@@ -266,7 +266,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let mut inner = self.inner.lock();
         let m = inner.held(lease)?;
         m.attempts = m.attempts.saturating_sub(1);
@@ -298,7 +298,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let mut inner = self.inner.lock();
         let m = inner.messages.get_mut(&id).ok_or(Error::NotFound(id))?;
         if m.state != State::Dead {
@@ -366,7 +366,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn prune(&self, retention: &Retention) -> Result<Pruned, Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let done_before = sub(now, retention.done);
         let dead_before = retention.dead.map(|d| sub(now, d));
         let mut inner = self.inner.lock();
@@ -393,7 +393,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        let now = self.config.clock().now();
+        let now = self.config.now();
         let inner = self.inner.lock();
         let mut by_queue: HashMap<&str, QueueStats> = HashMap::new();
         for m in inner.messages.values() {

@@ -122,7 +122,7 @@ pub(crate) fn after_failure(
     let delay = failure
         .retry_after
         .unwrap_or_else(|| config.policy(&lease.queue).delay(lease.attempt));
-    (crate::State::Retrying, crate::clock::add(now, delay))
+    (crate::State::Retrying, crate::time::add(now, delay))
 }
 
 /// Checks a filter used for replay (shared by adapters).

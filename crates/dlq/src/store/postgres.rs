@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{QueueStore, after_failure, check_claim, check_replay_filter};
-use crate::clock::{add, sub};
+use crate::time::{add, sub};
 use crate::{
     AttemptError, Claimed, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, Lease, Message,
     MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, State,
@@ -88,7 +88,7 @@ impl PostgresQueue {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        self.config.clock().now()
+        self.config.now()
     }
 
     fn waker(&self, queue: &str) -> Arc<Notify> {

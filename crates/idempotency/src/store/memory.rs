@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::fingerprint::Fingerprint;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::timestamp::Timestamp;
+use steadfast_retry::Clock;
 
 #[derive(Debug, Clone)]
 enum State {
@@ -85,7 +86,7 @@ impl MemoryStore {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                MemoryStore { inner }.sweep(clock.now());
+                MemoryStore { inner }.sweep(crate::timestamp::now(&*clock));
             }
         })
     }
@@ -229,10 +230,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sweeper_task_sweeps_and_ends_with_the_store() {
-        let clock = crate::clock::ManualClock::new(Timestamp::from_millis(0));
+        let clock = crate::ManualClock::new(Timestamp::from_millis(0));
         let store = MemoryStore::new();
         store
-            .insert_if_absent("a", Duration::from_secs(1), clock.now())
+            .insert_if_absent("a", Duration::from_secs(1), Timestamp::from(clock.now()))
             .await
             .unwrap();
         let task = store.spawn_sweeper(Duration::from_secs(1), Arc::new(clock.clone()));

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::fingerprint::Fingerprint;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
+use crate::timestamp::Timestamp;
 
 pub mod memory;
 #[cfg(feature = "postgres")]

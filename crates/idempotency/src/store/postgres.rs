@@ -10,11 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::PgPool;
 
-use crate::clock::{Timestamp, millis};
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::timestamp::{Timestamp, millis};
 
 const STATE_IN_FLIGHT: i16 = 0;
 const STATE_COMPLETED: i16 = 1;

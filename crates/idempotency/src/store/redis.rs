@@ -22,11 +22,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
-use crate::clock::{Timestamp, millis};
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::timestamp::{Timestamp, millis};
 
 // A record is one string value, `<state>:<expires ms>:<fence>:<32-byte fingerprint><response>`
 // (state `i` in flight, `c` completed; the response only when completed): a GET and a
