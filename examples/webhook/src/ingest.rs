@@ -8,8 +8,9 @@
 //! 3. Only after that write committed are the ids marked seen in Redis. Marking first would
 //!    lose a message whose write then failed: Meta's retry would be dropped as a duplicate.
 //!
-//! A queue store error fails the whole delivery (503): Meta retries it, and the retry is
-//! de-duplicated against whatever did commit.
+//! A queue store error, or a write that does not finish within [`WRITE_TIMEOUT`], fails the
+//! whole delivery (503): Meta retries it, and the retry is de-duplicated against whatever did
+//! commit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,12 @@ use crate::payload::{Delivery, InboundMessage};
 
 /// How long the fast path may take before it is skipped (fail-open).
 pub const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long the durable write of one delivery may take before the delivery is refused with
+/// 503. A store that stalls (a network partition that swallows packets, a database that
+/// accepts connections but never answers) must not hold Meta's request open: a refused
+/// delivery is retried and de-duplicated by its message ids, even if the write did commit.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The name of the breaker in front of the Redis fast path.
 pub const FAST_PATH_BREAKER: &str = "redis-dedup";
@@ -194,7 +201,14 @@ impl Ingestor {
             }
         }
         if !batch.is_empty() {
-            let results = self.queue.enqueue_batch(batch).await?;
+            let results = tokio::time::timeout(WRITE_TIMEOUT, self.queue.enqueue_batch(batch))
+                .await
+                .map_err(|_| {
+                    steadfast_dlq::Error::Unavailable(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {WRITE_TIMEOUT:?}"),
+                    )))
+                })??;
             for r in &results {
                 match r {
                     Enqueued::New(_) => report.accepted += 1,

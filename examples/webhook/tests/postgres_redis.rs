@@ -37,6 +37,8 @@ struct Opts {
     extra: &'static str,
     proxy_pg: bool,
     proxy_redis: bool,
+    /// The proxied pool's acquire timeout (default 2 s).
+    pg_acquire_timeout: Option<Duration>,
 }
 
 async fn env(opts: Opts) -> Option<Env> {
@@ -50,7 +52,7 @@ async fn env(opts: Opts) -> Option<Env> {
         let proxy = Proxy::start(&format!("{}:{}", base.get_host(), base.get_port())).await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(2))
+            .acquire_timeout(opts.pg_acquire_timeout.unwrap_or(Duration::from_secs(2)))
             .connect_with(pg.connect_options().host("127.0.0.1").port(proxy.port))
             .await
             .unwrap();
@@ -490,6 +492,75 @@ async fn postgres_unreachable_answers_503_and_the_retry_is_processed() {
         e.downstream.delivered("wamid.PGDOWN.1") == 1
     })
     .await;
+    e.stop().await;
+}
+
+/// A Postgres that swallows packets (connections accepted, nothing answered: what the
+/// postgres-outage drill saw while the server shut down) must not hold `/health` or `/webhook`
+/// open. The pool here waits 30 s for a connection (sqlx's default), so the prompt 503s come
+/// from the service's own bounds. The `timeout`s only fail the test instead of hanging it:
+/// `/health` used to take its 2 s probe timeout (`curl -m 2` got nothing), `/webhook` the
+/// pool's whole acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stalled_answers_503_promptly() {
+    let Some(e) = env(Opts {
+        proxy_pg: true,
+        pg_acquire_timeout: Some(Duration::from_secs(30)),
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let proxy = e.pg_proxy.as_ref().unwrap();
+    let body = text_message("wamid.PGSTALL.1", "250788000034", "jobs");
+    proxy.stall();
+
+    let health = Request::get("/health").body(Body::empty()).unwrap();
+    let (s, h, b) = tokio::time::timeout(Duration::from_millis(1900), send(&e.router, health))
+        .await
+        .expect("/health answers while Postgres stalls");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let b = json(&b);
+    assert_eq!(b["status"], "down");
+    assert_eq!(b["checks"]["queue"]["status"], "down");
+    assert_eq!(b["checks"]["dedup"]["status"], "ok", "Redis is fine");
+
+    let (s, h, b) = tokio::time::timeout(Duration::from_secs(4), send(&e.router, signed(&body)))
+        .await
+        .expect("/webhook answers while Postgres stalls");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h["content-type"], "application/problem+json");
+    assert_eq!(h["retry-after"], "5");
+    assert_eq!(json(&b)["status"], 503);
+
+    proxy.restore();
+    // Meta retries the same delivery until it gets a 200: stored and processed once.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = send(&e.router, signed(&body)).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    eventually("processed after recovery", async || {
+        e.downstream.delivered("wamid.PGSTALL.1") == 1
+    })
+    .await;
+    let (s, _, _) = send(
+        &e.router,
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
     e.stop().await;
 }
 

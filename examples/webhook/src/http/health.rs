@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long each dependency check may take. The checks run concurrently, so `/health` answers
+/// within about this long even when a store stalls: load balancers and operators typically
+/// give a probe one or two seconds, and a health check that hangs hides the outage it
+/// should report.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn probe<F, T, E>(f: F) -> Result<(), String>
 where
@@ -30,7 +34,14 @@ where
 pub async fn health(State(app): State<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
     // A primary-key lookup of an id that cannot exist: cheap, and it needs the store.
-    let queue = probe(app.ingestor.queue().get(steadfast_dlq::MessageId::new())).await;
+    let queue = probe(app.ingestor.queue().get(steadfast_dlq::MessageId::new()));
+    let dedup = async {
+        match app.ingestor.dedup() {
+            Some(d) => Some(probe(d.seen("health-probe")).await),
+            None => None,
+        }
+    };
+    let (queue, dedup) = tokio::join!(queue, dedup);
     let queue_ok = queue.is_ok();
     checks.insert(
         "queue".into(),
@@ -40,8 +51,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         },
     );
     let mut degraded = false;
-    if let Some(dedup) = app.ingestor.dedup() {
-        let r = probe(dedup.seen("health-probe")).await;
+    if let Some(r) = dedup {
         degraded |= r.is_err();
         let store = if app.store_kind == "memory" {
             "memory"
