@@ -9,11 +9,11 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{QueueStore, after_failure, check_claim, check_replay_filter};
+use super::{QueueStore, after_failure, check_claim, check_replay_filter, lease_expired};
 use crate::time::{add, sub};
 use crate::{
-    AttemptError, Claimed, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, Lease, Message,
-    MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, State,
+    AttemptError, Claimed, Enqueued, Error, Failure, Filter, Lease, Message, MessageId, NewMessage,
+    Page, Pruned, QueueConfig, QueueStats, Retention, State,
 };
 
 /// A [`QueueStore`] in memory. Nothing survives the process: use it for tests and demos.
@@ -40,6 +40,14 @@ impl Inner {
             if self.keys.get(&k) == Some(&m.id) {
                 self.keys.remove(&k);
             }
+        }
+    }
+
+    /// Deletes `doomed` (purge, prune), freeing their dedup keys.
+    fn remove_all(&mut self, doomed: &[Message]) {
+        for m in doomed {
+            self.messages.remove(&m.id);
+            self.forget_key(m);
         }
     }
 
@@ -161,12 +169,7 @@ impl QueueStore for MemoryQueue {
                 && m.run_at <= now
                 && m.attempts >= m.max_attempts
             {
-                m.errors.push(AttemptError {
-                    attempt: m.attempts,
-                    at: now,
-                    message: "lease expired before the attempt was settled".to_owned(),
-                    kind: LEASE_EXPIRED.to_owned(),
-                });
+                m.errors.push(lease_expired(m.attempts, now));
                 settle(m, State::Dead, now);
                 buried.push(m.id);
             }
@@ -184,12 +187,7 @@ impl QueueStore for MemoryQueue {
         let mut out = Vec::new();
         for m in due.into_iter().take(limit) {
             if m.state == State::Running {
-                m.errors.push(AttemptError {
-                    attempt: m.attempts,
-                    at: now,
-                    message: "lease expired before the attempt was settled".to_owned(),
-                    kind: LEASE_EXPIRED.to_owned(),
-                });
+                m.errors.push(lease_expired(m.attempts, now));
             }
             m.state = State::Running;
             m.attempts += 1;
@@ -358,10 +356,7 @@ impl QueueStore for MemoryQueue {
             .filter(|m| filter.matches(m))
             .cloned()
             .collect();
-        for m in &doomed {
-            inner.messages.remove(&m.id);
-            inner.forget_key(m);
-        }
+        inner.remove_all(&doomed);
         Ok(doomed.len() as u64)
     }
 
@@ -381,9 +376,8 @@ impl QueueStore for MemoryQueue {
             })
             .cloned()
             .collect();
+        inner.remove_all(&doomed);
         for m in &doomed {
-            inner.messages.remove(&m.id);
-            inner.forget_key(m);
             match m.state {
                 State::Done => pruned.done += 1,
                 _ => pruned.dead += 1,

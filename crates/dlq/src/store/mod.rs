@@ -125,6 +125,24 @@ pub(crate) fn after_failure(
     (crate::State::Retrying, crate::time::add(now, delay))
 }
 
+/// What a rescued message's error history says when its lease expired before the attempt
+/// was settled (the memory store records it directly, Postgres inside its claim statement).
+pub(crate) const LEASE_EXPIRED_MESSAGE: &str = "lease expired before the attempt was settled";
+
+/// The error recorded for attempt `attempt` when its lease expired unsettled (shared by
+/// adapters; Postgres builds the same value in SQL from [`LEASE_EXPIRED_MESSAGE`]).
+pub(crate) fn lease_expired(
+    attempt: u32,
+    at: chrono::DateTime<chrono::Utc>,
+) -> crate::AttemptError {
+    crate::AttemptError {
+        attempt,
+        at,
+        message: LEASE_EXPIRED_MESSAGE.to_owned(),
+        kind: crate::LEASE_EXPIRED.to_owned(),
+    }
+}
+
 /// Checks a filter used for replay (shared by adapters).
 pub(crate) fn check_replay_filter(filter: &Filter) -> Result<(), Error> {
     if filter.target_state() != crate::State::Dead {

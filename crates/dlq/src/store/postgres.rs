@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{QueueStore, after_failure, check_claim, check_replay_filter};
+use super::{LEASE_EXPIRED_MESSAGE, QueueStore, after_failure, check_claim, check_replay_filter};
 use crate::time::{add, sub};
 use crate::{
     AttemptError, Claimed, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, Lease, Message,
@@ -27,7 +27,14 @@ pub(crate) const CHANNEL: &str = "steadfast_dlq";
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
      run_at, lease_token, lease_expires_at, errors, correlation_id, created_at, updated_at";
 
-const LEASE_EXPIRED_MESSAGE: &str = "lease expired before the attempt was settled";
+/// `Ok` when a fenced statement (`WHERE ... lease_token = $token AND state = 'running'`)
+/// touched the row, i.e. the lease was still the message's current one.
+fn still_held(done: &sqlx::postgres::PgQueryResult, lease: &Lease) -> Result<(), Error> {
+    if done.rows_affected() == 0 {
+        return Err(Error::LeaseLost(lease.id));
+    }
+    Ok(())
+}
 
 /// A [`QueueStore`] on Postgres (feature `postgres`).
 ///
@@ -479,10 +486,7 @@ impl QueueStore for PostgresQueue {
         .bind(self.now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::LeaseLost(lease.id));
-        }
-        Ok(())
+        still_held(&done, lease)
     }
 
     async fn ack_batch(&self, leases: &[Lease]) -> Result<u64, Error> {
@@ -528,9 +532,7 @@ impl QueueStore for PostgresQueue {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::LeaseLost(lease.id));
-        }
+        still_held(&done, lease)?;
         Ok(state)
     }
 
@@ -548,9 +550,7 @@ impl QueueStore for PostgresQueue {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::LeaseLost(lease.id));
-        }
+        still_held(&done, lease)?;
         Ok(Lease {
             expires_at,
             ..lease.clone()

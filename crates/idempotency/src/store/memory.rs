@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::fingerprint::Fingerprint;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
-use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim, answer_found};
 use crate::timestamp::Timestamp;
 use steadfast_retry::Clock;
 
@@ -29,6 +29,13 @@ struct Record {
     state: State,
     /// Lease expiry while in flight, replay expiry once completed.
     expires_at: Timestamp,
+}
+
+impl Record {
+    /// In flight under the lease with `fence` (what complete and release require).
+    fn held_by(&self, fence: u64) -> bool {
+        self.fence == fence && matches!(self.state, State::InFlight)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -112,16 +119,19 @@ impl IdempotencyStore for MemoryStore {
         match self.inner.records.entry(record_key(req.scope, req.key)) {
             Entry::Occupied(mut entry) => {
                 let record = entry.get();
-                if record.expires_at > req.now {
-                    if record.fingerprint != req.fingerprint {
-                        return Ok(StoreClaim::Mismatch);
-                    }
-                    return Ok(match &record.state {
-                        State::Completed(r) => StoreClaim::Replay(StoredResponse::clone(r)),
-                        State::InFlight => StoreClaim::InFlight {
-                            retry_after: req.now.until(record.expires_at),
-                        },
-                    });
+                let found = answer_found(
+                    &req,
+                    record.fingerprint.as_bytes(),
+                    record.expires_at,
+                    || {
+                        Ok(match &record.state {
+                            State::Completed(r) => Some(StoredResponse::clone(r)),
+                            State::InFlight => None,
+                        })
+                    },
+                )?;
+                if let Some(answer) = found {
+                    return Ok(answer);
                 }
                 let fence = self.next_fence();
                 entry.insert(fresh(fence));
@@ -148,9 +158,7 @@ impl IdempotencyStore for MemoryStore {
             .inner
             .records
             .get_mut(&record_key(scope, key))
-            .filter(|r| {
-                r.fence == fence && matches!(r.state, State::InFlight) && r.expires_at > now
-            })
+            .filter(|r| r.held_by(fence) && r.expires_at > now)
             .ok_or(Error::StaleLease { fence })?;
         record.state = State::Completed(Arc::new(response.clone()));
         record.expires_at = now.plus(ttl);
@@ -160,9 +168,7 @@ impl IdempotencyStore for MemoryStore {
     async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
         self.inner
             .records
-            .remove_if(&record_key(scope, key), |_, r| {
-                r.fence == fence && matches!(r.state, State::InFlight)
-            })
+            .remove_if(&record_key(scope, key), |_, r| r.held_by(fence))
             .map(|_| ())
             .ok_or(Error::StaleLease { fence })
     }

@@ -111,3 +111,42 @@ pub trait DedupStore: Send + Sync + 'static {
         processing_time: Option<Duration>,
     ) -> Result<(), Error>;
 }
+
+/// The answer to a claim that finds a record under its key, decided in one place for the
+/// stores that decide in Rust (memory, Postgres; Redis decides the same in its claim script,
+/// to stay one atomic round trip).
+///
+/// `None` when the record has expired at `req.now`: the key is free and the store grants a
+/// new lease. Otherwise `Mismatch` for another fingerprint, else `Replay` when `completed`
+/// yields the stored response, `InFlight` with the time left on the lease when it yields
+/// `None`. `completed` runs only when the fingerprint matches, so a store decodes a stored
+/// response only to replay it.
+pub(crate) fn answer_found(
+    req: &ClaimRequest<'_>,
+    fingerprint: &[u8],
+    expires_at: Timestamp,
+    completed: impl FnOnce() -> Result<Option<StoredResponse>, Error>,
+) -> Result<Option<StoreClaim>, Error> {
+    if expires_at <= req.now {
+        return Ok(None);
+    }
+    if fingerprint != req.fingerprint.as_bytes().as_slice() {
+        return Ok(Some(StoreClaim::Mismatch));
+    }
+    Ok(Some(match completed()? {
+        Some(response) => StoreClaim::Replay(response),
+        None => StoreClaim::InFlight {
+            retry_after: req.now.until(expires_at),
+        },
+    }))
+}
+
+/// The outcome of a fenced write (complete, release): `applied` is whether the store found
+/// the record in flight under `fence` and changed it.
+pub(crate) fn fenced(applied: bool, fence: u64) -> Result<(), Error> {
+    if applied {
+        Ok(())
+    } else {
+        Err(Error::StaleLease { fence })
+    }
+}

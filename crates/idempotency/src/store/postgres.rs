@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
-use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim, answer_found, fenced};
 use crate::timestamp::{Timestamp, millis};
 
 const STATE_IN_FLIGHT: i16 = 0;
@@ -51,6 +51,10 @@ pub struct PostgresStore {
 
 fn ms(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn fence_param(fence: u64) -> i64 {
+    i64::try_from(fence).unwrap_or(i64::MAX)
 }
 
 fn dur_ms(d: Duration) -> i64 {
@@ -140,26 +144,21 @@ impl IdempotencyStore for PostgresStore {
             let Some((fingerprint, state, expires_at_ms, response)) = current else {
                 continue;
             };
-            if expires_at_ms <= ms(req.now) {
-                continue;
-            }
-            if fingerprint.as_slice() != req.fingerprint.as_bytes().as_slice() {
-                return Ok(StoreClaim::Mismatch);
-            }
-            return match state {
+            let expires_at = Timestamp::from_millis(u64::try_from(expires_at_ms).unwrap_or(0));
+            let found = answer_found(&req, &fingerprint, expires_at, || match state {
                 STATE_COMPLETED => {
                     let bytes = response.ok_or_else(|| {
                         Error::Corrupt("completed record without response".into())
                     })?;
-                    Ok(StoreClaim::Replay(StoredResponse::decode(&bytes)?))
+                    StoredResponse::decode(&bytes).map(Some)
                 }
-                STATE_IN_FLIGHT => Ok(StoreClaim::InFlight {
-                    retry_after: Duration::from_millis(
-                        u64::try_from(expires_at_ms - ms(req.now)).unwrap_or(0),
-                    ),
-                }),
+                STATE_IN_FLIGHT => Ok(None),
                 other => Err(Error::Corrupt(format!("unknown record state {other}"))),
-            };
+            })?;
+            // None: the record expired between the two statements; take the key.
+            if let Some(answer) = found {
+                return Ok(answer);
+            }
         }
         Err(Error::store(std::io::Error::other(
             "claim kept racing with expiring records",
@@ -178,7 +177,7 @@ impl IdempotencyStore for PostgresStore {
         let done = sqlx::query(COMPLETE)
             .bind(scope)
             .bind(key.as_str())
-            .bind(i64::try_from(fence).unwrap_or(i64::MAX))
+            .bind(fence_param(fence))
             .bind(i16::try_from(response.status()).unwrap_or(i16::MAX))
             .bind(response.encode())
             .bind(ms(now))
@@ -186,26 +185,18 @@ impl IdempotencyStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(Error::store)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(Error::StaleLease { fence })
-        }
+        fenced(done.rows_affected() == 1, fence)
     }
 
     async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
         let done = sqlx::query(RELEASE)
             .bind(scope)
             .bind(key.as_str())
-            .bind(i64::try_from(fence).unwrap_or(i64::MAX))
+            .bind(fence_param(fence))
             .execute(&self.pool)
             .await
             .map_err(Error::store)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(Error::StaleLease { fence })
-        }
+        fenced(done.rows_affected() == 1, fence)
     }
 }
 

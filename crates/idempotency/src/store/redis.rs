@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
-use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
+use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim, fenced};
 use crate::timestamp::{Timestamp, millis};
 
 // A record is one string value, `<state>:<expires ms>:<fence>:<32-byte fingerprint><response>`
@@ -49,26 +49,35 @@ redis.call('SET', KEYS[1], 'i:' .. ARGV[4] .. ':' .. fence .. ':' .. ARGV[1], 'P
 return {'e', tostring(fence)}
 "#;
 
-const COMPLETE: &str = r#"
+/// The start of the fenced scripts (complete, release): read the record under `KEYS[1]` and
+/// return 0 unless it is in flight under the fence `ARGV[1]`. Leaves `v` (the record) and
+/// `a`, `b` (the positions of its second and third `:`) for the rest of the script.
+macro_rules! in_flight_under_fence {
+    () => {
+        r#"
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 1) ~= 'i' then return 0 end
 local a = string.find(v, ':', 3, true)
 local b = string.find(v, ':', a + 1, true)
 if string.sub(v, a + 1, b - 1) ~= ARGV[1] then return 0 end
-if tonumber(string.sub(v, 3, a - 1)) <= tonumber(ARGV[2]) then return 0 end
+"#
+    };
+}
+
+const COMPLETE: &str = concat!(
+    in_flight_under_fence!(),
+    r#"if tonumber(string.sub(v, 3, a - 1)) <= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], 'c:' .. ARGV[3] .. ':' .. ARGV[1] .. ':' .. string.sub(v, b + 1, b + 32) .. ARGV[5], 'PX', ARGV[4])
 return 1
-"#;
+"#
+);
 
-const RELEASE: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 1, 1) ~= 'i' then return 0 end
-local a = string.find(v, ':', 3, true)
-local b = string.find(v, ':', a + 1, true)
-if string.sub(v, a + 1, b - 1) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+const RELEASE: &str = concat!(
+    in_flight_under_fence!(),
+    r#"redis.call('DEL', KEYS[1])
 return 1
-"#;
+"#
+);
 
 /// A Redis [`IdempotencyStore`] and [`DedupStore`], shared by every instance using the same
 /// Redis and prefix. Cheap to clone (one multiplexed, auto-reconnecting connection).
@@ -258,11 +267,7 @@ impl IdempotencyStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(Error::store)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(Error::StaleLease { fence })
-        }
+        fenced(done == 1, fence)
     }
 
     async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
@@ -274,11 +279,7 @@ impl IdempotencyStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(Error::store)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(Error::StaleLease { fence })
-        }
+        fenced(done == 1, fence)
     }
 }
 
