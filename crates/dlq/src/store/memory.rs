@@ -1,10 +1,11 @@
 //! The in-process store: the same semantics as Postgres, for tests and the one-command demo.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -18,7 +19,9 @@ use crate::{
 
 /// A [`QueueStore`] in memory. Nothing survives the process: use it for tests and demos.
 ///
-/// Claims scan the queue (O(messages in the queue)); that is fine for what it is for.
+/// Claims read an index of the claimable messages ordered like Postgres's claim (priority,
+/// then `run_at`, then id), so claiming `n` costs O(n log N) whatever the backlog; `done` and
+/// `dead` rows are never in that index.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     config: QueueConfig,
@@ -31,31 +34,158 @@ struct Inner {
     messages: HashMap<MessageId, Message>,
     /// (queue, dedup key) of every message that is not done.
     keys: HashMap<(String, String), MessageId>,
+    /// What a claim may take, per queue. Kept in step with `messages` by [`Inner::edit`],
+    /// [`Inner::insert`] and [`Inner::remove`]: nothing else changes an indexed field.
+    queues: HashMap<String, QueueIndex>,
+}
+
+/// The claim order: most urgent priority, then earliest `run_at`, then oldest id.
+type ReadyKey = (u8, DateTime<Utc>, MessageId);
+
+/// One queue's claimable messages.
+#[derive(Debug, Default)]
+struct QueueIndex {
+    /// `pending`/`retrying` messages, and `running` ones with attempts left (a `running`
+    /// message's `run_at` is its lease expiry, so it becomes due when the lease lapses).
+    ready: BTreeSet<ReadyKey>,
+    /// `running` messages on their last attempt, by lease expiry: a claim after that expiry
+    /// buries them instead of running them again.
+    doomed: BTreeSet<(DateTime<Utc>, MessageId)>,
+}
+
+/// Where a message belongs in its queue's index, if anywhere.
+enum Slot {
+    Ready(ReadyKey),
+    Doomed((DateTime<Utc>, MessageId)),
+}
+
+fn slot(m: &Message) -> Option<Slot> {
+    match m.state {
+        State::Pending | State::Retrying => Some(Slot::Ready((m.priority, m.run_at, m.id))),
+        State::Running if m.attempts < m.max_attempts => {
+            Some(Slot::Ready((m.priority, m.run_at, m.id)))
+        }
+        State::Running => Some(Slot::Doomed((m.run_at, m.id))),
+        State::Done | State::Dead => None,
+    }
+}
+
+fn index(queues: &mut HashMap<String, QueueIndex>, m: &Message) {
+    let Some(slot) = slot(m) else { return };
+    let q = match queues.get_mut(m.queue.as_str()) {
+        Some(q) => q,
+        None => queues.entry(m.queue.clone()).or_default(),
+    };
+    match slot {
+        Slot::Ready(k) => q.ready.insert(k),
+        Slot::Doomed(k) => q.doomed.insert(k),
+    };
+}
+
+fn unindex(queues: &mut HashMap<String, QueueIndex>, m: &Message) {
+    let (Some(slot), Some(q)) = (slot(m), queues.get_mut(m.queue.as_str())) else {
+        return;
+    };
+    match slot {
+        Slot::Ready(k) => q.ready.remove(&k),
+        Slot::Doomed(k) => q.doomed.remove(&k),
+    };
 }
 
 impl Inner {
     fn forget_key(&mut self, m: &Message) {
         if let Some(key) = &m.dedup_key {
-            let k = (m.queue.clone(), key.clone());
-            if self.keys.get(&k) == Some(&m.id) {
-                self.keys.remove(&k);
-            }
+            self.forget(m.id, (m.queue.clone(), key.clone()));
         }
+    }
+
+    /// Frees `key` if `id` still holds it.
+    fn forget(&mut self, id: MessageId, key: (String, String)) {
+        if self.keys.get(&key) == Some(&id) {
+            self.keys.remove(&key);
+        }
+    }
+
+    fn insert(&mut self, m: Message) {
+        index(&mut self.queues, &m);
+        self.messages.insert(m.id, m);
+    }
+
+    /// Changes one message, keeping the index in step.
+    fn edit<R>(&mut self, id: MessageId, f: impl FnOnce(&mut Message) -> R) -> Option<R> {
+        let m = self.messages.get_mut(&id)?;
+        unindex(&mut self.queues, m);
+        let out = f(m);
+        index(&mut self.queues, m);
+        Some(out)
+    }
+
+    /// Deletes one message, freeing its dedup key.
+    fn remove(&mut self, id: MessageId) -> Option<Message> {
+        let m = self.messages.remove(&id)?;
+        unindex(&mut self.queues, &m);
+        self.forget_key(&m);
+        Some(m)
     }
 
     /// Deletes `doomed` (purge, prune), freeing their dedup keys.
     fn remove_all(&mut self, doomed: &[Message]) {
         for m in doomed {
-            self.messages.remove(&m.id);
-            self.forget_key(m);
+            self.remove(m.id);
         }
     }
 
-    fn held(&mut self, lease: &Lease) -> Result<&mut Message, Error> {
-        match self.messages.get_mut(&lease.id) {
-            Some(m) if m.state == State::Running && m.lease_owner == Some(lease.token) => Ok(m),
+    /// Changes the message `lease` holds, or says the lease is lost.
+    fn held<R>(&mut self, lease: &Lease, f: impl FnOnce(&mut Message) -> R) -> Result<R, Error> {
+        match self.messages.get(&lease.id) {
+            Some(m) if m.state == State::Running && m.lease_owner == Some(lease.token) => {
+                self.edit(lease.id, f).ok_or(Error::LeaseLost(lease.id))
+            }
             _ => Err(Error::LeaseLost(lease.id)),
         }
+    }
+
+    /// Ids of `queue`'s running messages on their last attempt whose lease lapsed by `now`.
+    fn lapsed_last_attempts(&self, queue: &str, now: DateTime<Utc>) -> Vec<MessageId> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        q.doomed
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Ids of up to `limit` of `queue`'s messages due by `now`, in claim order. Walks each
+    /// priority's due prefix, then jumps to the next priority: O(limit + priorities) steps.
+    fn due(&self, queue: &str, limit: usize, now: DateTime<Utc>) -> Vec<MessageId> {
+        let mut out = Vec::new();
+        let Some(q) = self.queues.get(queue) else {
+            return out;
+        };
+        let first = MessageId::from_uuid(Uuid::nil());
+        let mut from = 0u8;
+        while out.len() < limit {
+            let Some(&(priority, _, _)) = q
+                .ready
+                .range((from, DateTime::<Utc>::MIN_UTC, first)..)
+                .next()
+            else {
+                break;
+            };
+            for &(p, run_at, id) in q.ready.range((priority, DateTime::<Utc>::MIN_UTC, first)..) {
+                if p != priority || run_at > now || out.len() == limit {
+                    break;
+                }
+                out.push(id);
+            }
+            match priority.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        out
     }
 }
 
@@ -82,7 +212,7 @@ impl MemoryQueue {
     }
 }
 
-fn settle(m: &mut Message, state: State, now: chrono::DateTime<chrono::Utc>) {
+fn settle(m: &mut Message, state: State, now: DateTime<Utc>) {
     m.state = state;
     m.lease_owner = None;
     m.lease_expires_at = None;
@@ -117,26 +247,23 @@ impl QueueStore for MemoryQueue {
                 if !queues.contains(&new.queue) {
                     queues.push(new.queue.clone());
                 }
-                inner.messages.insert(
+                inner.insert(Message {
                     id,
-                    Message {
-                        id,
-                        queue: new.queue,
-                        dedup_key: new.dedup_key,
-                        payload: new.payload,
-                        priority: new.priority,
-                        state: State::Pending,
-                        attempts: 0,
-                        max_attempts,
-                        run_at: add(now, new.delay),
-                        lease_owner: None,
-                        lease_expires_at: None,
-                        errors: Vec::new(),
-                        correlation_id: new.correlation_id,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                );
+                    queue: new.queue,
+                    dedup_key: new.dedup_key,
+                    payload: new.payload,
+                    priority: new.priority,
+                    state: State::Pending,
+                    attempts: 0,
+                    max_attempts,
+                    run_at: add(now, new.delay),
+                    lease_owner: None,
+                    lease_expires_at: None,
+                    errors: Vec::new(),
+                    correlation_id: new.correlation_id,
+                    created_at: now,
+                    updated_at: now,
+                });
                 out.push(Enqueued::New(id));
             }
         }
@@ -160,52 +287,38 @@ impl QueueStore for MemoryQueue {
         let expires_at = add(now, lease);
         let token = Uuid::now_v7();
         let mut inner = self.inner.lock();
-        let inner = &mut *inner;
         // Orphans that already used their last attempt are dead letters, not claims.
-        let mut buried = Vec::new();
-        for m in inner.messages.values_mut() {
-            if m.queue == queue
-                && m.state == State::Running
-                && m.run_at <= now
-                && m.attempts >= m.max_attempts
-            {
+        for id in inner.lapsed_last_attempts(queue, now) {
+            inner.edit(id, |m| {
                 m.errors.push(lease_expired(m.attempts, now));
                 settle(m, State::Dead, now);
-                buried.push(m.id);
-            }
-        }
-        let mut due: Vec<&mut Message> = inner
-            .messages
-            .values_mut()
-            .filter(|m| {
-                m.queue == queue
-                    && matches!(m.state, State::Pending | State::Retrying | State::Running)
-                    && m.run_at <= now
-            })
-            .collect();
-        due.sort_by_key(|m| (m.priority, m.run_at, m.id));
-        let mut out = Vec::new();
-        for m in due.into_iter().take(limit) {
-            if m.state == State::Running {
-                m.errors.push(lease_expired(m.attempts, now));
-            }
-            m.state = State::Running;
-            m.attempts += 1;
-            m.run_at = expires_at;
-            m.lease_owner = Some(token);
-            m.lease_expires_at = Some(expires_at);
-            m.updated_at = now;
-            out.push(Claimed {
-                lease: Lease {
-                    id: m.id,
-                    queue: m.queue.clone(),
-                    token,
-                    attempt: m.attempts,
-                    max_attempts: m.max_attempts,
-                    expires_at,
-                },
-                message: m.clone(),
             });
+        }
+        let mut out = Vec::new();
+        for id in inner.due(queue, limit, now) {
+            let claimed = inner.edit(id, |m| {
+                if m.state == State::Running {
+                    m.errors.push(lease_expired(m.attempts, now));
+                }
+                m.state = State::Running;
+                m.attempts += 1;
+                m.run_at = expires_at;
+                m.lease_owner = Some(token);
+                m.lease_expires_at = Some(expires_at);
+                m.updated_at = now;
+                Claimed {
+                    lease: Lease {
+                        id: m.id,
+                        queue: m.queue.clone(),
+                        token,
+                        attempt: m.attempts,
+                        max_attempts: m.max_attempts,
+                        expires_at,
+                    },
+                    message: m.clone(),
+                }
+            });
+            out.extend(claimed);
         }
         Ok(out)
     }
@@ -213,10 +326,13 @@ impl QueueStore for MemoryQueue {
     async fn ack(&self, lease: &Lease) -> Result<(), Error> {
         let now = self.config.now();
         let mut inner = self.inner.lock();
-        let m = inner.held(lease)?;
-        settle(m, State::Done, now);
-        let m = m.clone();
-        inner.forget_key(&m);
+        let key = inner.held(lease, |m| {
+            settle(m, State::Done, now);
+            m.dedup_key.clone().map(|k| (m.queue.clone(), k))
+        })?;
+        if let Some(key) = key {
+            inner.forget(lease.id, key);
+        }
         Ok(())
     }
 
@@ -234,17 +350,18 @@ impl QueueStore for MemoryQueue {
 
     async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error> {
         let now = self.config.now();
-        let mut inner = self.inner.lock();
-        let m = inner.held(lease)?;
         let (state, run_at) = after_failure(&self.config, lease, &failure, now);
-        m.errors.push(AttemptError {
-            attempt: lease.attempt,
-            at: now,
-            message: failure.message,
-            kind: failure.kind,
-        });
-        m.run_at = run_at;
-        settle(m, state, now);
+        let mut inner = self.inner.lock();
+        inner.held(lease, |m| {
+            m.errors.push(AttemptError {
+                attempt: lease.attempt,
+                at: now,
+                message: failure.message,
+                kind: failure.kind,
+            });
+            m.run_at = run_at;
+            settle(m, state, now);
+        })?;
         Ok(state)
     }
 
@@ -253,10 +370,11 @@ impl QueueStore for MemoryQueue {
         let now = self.config.now();
         let expires_at = add(now, lease_for);
         let mut inner = self.inner.lock();
-        let m = inner.held(lease)?;
-        m.run_at = expires_at;
-        m.lease_expires_at = Some(expires_at);
-        m.updated_at = now;
+        inner.held(lease, |m| {
+            m.run_at = expires_at;
+            m.lease_expires_at = Some(expires_at);
+            m.updated_at = now;
+        })?;
         Ok(Lease {
             expires_at,
             ..lease.clone()
@@ -266,15 +384,16 @@ impl QueueStore for MemoryQueue {
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let now = self.config.now();
         let mut inner = self.inner.lock();
-        let m = inner.held(lease)?;
-        m.attempts = m.attempts.saturating_sub(1);
-        m.run_at = now;
-        let state = if m.attempts == 0 {
-            State::Pending
-        } else {
-            State::Retrying
-        };
-        settle(m, state, now);
+        inner.held(lease, |m| {
+            m.attempts = m.attempts.saturating_sub(1);
+            m.run_at = now;
+            let state = if m.attempts == 0 {
+                State::Pending
+            } else {
+                State::Retrying
+            };
+            settle(m, state, now);
+        })?;
         Ok(())
     }
 
@@ -298,7 +417,7 @@ impl QueueStore for MemoryQueue {
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         let now = self.config.now();
         let mut inner = self.inner.lock();
-        let m = inner.messages.get_mut(&id).ok_or(Error::NotFound(id))?;
+        let m = inner.messages.get(&id).ok_or(Error::NotFound(id))?;
         if m.state != State::Dead {
             return Err(Error::WrongState {
                 id,
@@ -306,10 +425,14 @@ impl QueueStore for MemoryQueue {
                 expected: State::Dead,
             });
         }
-        m.attempts = 0;
-        m.run_at = now;
-        settle(m, State::Pending, now);
-        let queue = m.queue.clone();
+        let queue = inner
+            .edit(id, |m| {
+                m.attempts = 0;
+                m.run_at = now;
+                settle(m, State::Pending, now);
+                m.queue.clone()
+            })
+            .ok_or(Error::NotFound(id))?;
         drop(inner);
         self.waker(&queue).notify_waiters();
         Ok(())
@@ -338,14 +461,7 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn delete(&self, id: MessageId) -> Result<bool, Error> {
-        let mut inner = self.inner.lock();
-        match inner.messages.remove(&id) {
-            Some(m) => {
-                inner.forget_key(&m);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.inner.lock().remove(id).is_some())
     }
 
     async fn purge(&self, filter: &Filter) -> Result<u64, Error> {
