@@ -9,8 +9,10 @@
 //! - Another `object`, or a change of another `field`: counted as ignored (answer 200).
 //! - Unknown keys anywhere are tolerated; ids, phone numbers and timestamps are strings (numbers
 //!   are accepted and turned into strings).
-//! - One malformed item (a message without `id` or `from`) is counted and skipped; the others in
-//!   the same delivery are still accepted.
+//! - One malformed item (a message without `id` or `from`, a message or status that is not an
+//!   object, a `value` that is not an object, `messages` that is not an array) is counted and
+//!   skipped; the others in the same delivery are still accepted. Refusing the whole delivery
+//!   would not help: Meta would resend the same bad item for a week and hold the good ones back.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -79,18 +81,6 @@ struct RawChange {
     field: String,
     #[serde(default)]
     value: serde_json::Value,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawValue {
-    #[serde(default)]
-    metadata: RawMetadata,
-    #[serde(default)]
-    contacts: Vec<serde_json::Value>,
-    #[serde(default)]
-    messages: Vec<serde_json::Value>,
-    #[serde(default)]
-    statuses: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,7 +333,7 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
                 out.ignored += 1;
                 continue;
             }
-            let Ok(value) = serde_json::from_value::<RawValue>(change.value) else {
+            let serde_json::Value::Object(value) = change.value else {
                 out.malformed += 1;
                 continue;
             };
@@ -353,14 +343,42 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
     Ok(out)
 }
 
-fn read_value(value: RawValue, out: &mut Delivery) {
-    let phone_number_id = value.metadata.phone_number_id.unwrap_or_default();
-    let contacts: Vec<RawContact> = value
-        .contacts
-        .into_iter()
-        .filter_map(|c| serde_json::from_value(c).ok())
-        .collect();
-    for m in value.messages {
+/// Takes the array under `key`: absent or `null` is empty; anything else that is not an array
+/// counts as one malformed item.
+fn take_list(
+    value: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    out: &mut Delivery,
+) -> Vec<serde_json::Value> {
+    match value.remove(key) {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(_) => {
+            out.malformed += 1;
+            Vec::new()
+        }
+    }
+}
+
+/// Reads one `messages` change field by field, so that one bad field (`"contacts": null`, a
+/// `metadata` string) never drops the good messages next to it: each item stands alone.
+fn read_value(mut value: serde_json::Map<String, serde_json::Value>, out: &mut Delivery) {
+    let metadata: RawMetadata = value
+        .remove("metadata")
+        .and_then(|m| serde_json::from_value(m).ok())
+        .unwrap_or_default();
+    let phone_number_id = metadata.phone_number_id.unwrap_or_default();
+    // Contacts only add a profile name: a bad one is dropped, never counted.
+    let contacts: Vec<RawContact> = match value.remove("contacts") {
+        Some(serde_json::Value::Array(cs)) => cs
+            .into_iter()
+            .filter_map(|c| serde_json::from_value(c).ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let messages = take_list(&mut value, "messages", out);
+    let statuses = take_list(&mut value, "statuses", out);
+    for m in messages {
         let Ok(m) = serde_json::from_value::<RawMessage>(m) else {
             out.malformed += 1;
             continue;
@@ -399,7 +417,7 @@ fn read_value(value: RawValue, out: &mut Delivery) {
             correlation_id: String::new(),
         });
     }
-    for s in value.statuses {
+    for s in statuses {
         let Ok(s) = serde_json::from_value::<RawStatus>(s) else {
             out.malformed += 1;
             continue;
@@ -535,6 +553,51 @@ mod tests {
         assert!(matches!(
             parse(br#"{"object":"whatsapp_business_account","entry":"x"}"#),
             Err(ParseError::InvalidShape(_))
+        ));
+    }
+
+    #[test]
+    fn a_bad_sibling_field_never_drops_the_good_messages() {
+        let delivery = |value: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{value}}}]}}]}}"#
+            )
+        };
+        let msg = r#"{"id":"wamid.A","from":"250788000001","type":"text","text":{"body":"hi"}}"#;
+        for (value, malformed) in [
+            (format!(r#"{{"contacts":null,"messages":[{msg}]}}"#), 0),
+            (
+                format!(r#"{{"contacts":"x","metadata":"y","messages":[{msg}]}}"#),
+                0,
+            ),
+            (format!(r#"{{"statuses":7,"messages":[{msg}]}}"#), 1),
+            (
+                format!(r#"{{"messages":[{msg},42,{{"id":"wamid.B"}},{{"id":{{}},"from":"1"}}]}}"#),
+                3,
+            ),
+        ] {
+            let d = parse(delivery(&value).as_bytes()).unwrap();
+            assert_eq!(d.messages.len(), 1, "{value}");
+            assert_eq!(d.messages[0].message_id, "wamid.A");
+            assert_eq!(d.malformed, malformed, "{value}");
+        }
+        let d = parse(delivery(r#"{"messages":{"id":"wamid.A"}}"#).as_bytes()).unwrap();
+        assert_eq!((d.messages.len(), d.malformed), (0, 1));
+        let d = parse(delivery("[1]").as_bytes()).unwrap();
+        assert_eq!((d.messages.len(), d.malformed), (0, 1));
+    }
+
+    #[test]
+    fn deep_nesting_is_a_typed_error_not_a_stack_overflow() {
+        let depth = 100_000;
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"field":"messages","value":{{"messages":{}{}}}}}]}}]}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(matches!(
+            parse(body.as_bytes()),
+            Err(ParseError::InvalidJson(e)) if e.contains("recursion limit")
         ));
     }
 

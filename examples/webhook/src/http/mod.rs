@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
             state.config.http.request_timeout,
             middleware::timeout,
         ))
+        .layer(axum::middleware::from_fn(middleware::header_limit))
         .layer(axum::middleware::from_fn(middleware::request_metrics))
         .layer(axum::middleware::from_fn(crate::telemetry::middleware))
 }
