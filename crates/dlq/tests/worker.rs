@@ -327,3 +327,122 @@ fn builder_rejects_settings_that_cannot_work() {
     let ok = Worker::builder(store, "q").build().unwrap();
     assert_eq!(ok.queue(), "q");
 }
+
+/// A store that records the `limit` of every claim (and what it returned) around the memory
+/// store.
+#[derive(Debug)]
+struct RecordingClaims {
+    inner: Arc<MemoryQueue>,
+    claims: Mutex<Vec<(usize, usize)>>,
+}
+
+#[async_trait::async_trait]
+impl QueueStore for RecordingClaims {
+    async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
+        self.inner.enqueue_batch(messages).await
+    }
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<steadfast_dlq::Claimed>, Error> {
+        let out = self.inner.claim(queue, limit, lease).await?;
+        self.claims.lock().push((limit, out.len()));
+        Ok(out)
+    }
+    async fn ack(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        self.inner.ack(lease).await
+    }
+    async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
+        self.inner.ack_batch(leases).await
+    }
+    async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
+        self.inner.fail(lease, failure).await
+    }
+    async fn extend(
+        &self,
+        lease: &steadfast_dlq::Lease,
+        lease_for: Duration,
+    ) -> Result<steadfast_dlq::Lease, Error> {
+        self.inner.extend(lease, lease_for).await
+    }
+    async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        self.inner.release(lease).await
+    }
+    async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        filter: &steadfast_dlq::Filter,
+        page: steadfast_dlq::Page,
+    ) -> Result<Vec<steadfast_dlq::Message>, Error> {
+        self.inner.list(filter, page).await
+    }
+    async fn replay(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.replay(id).await
+    }
+    async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.replay_matching(filter).await
+    }
+    async fn delete(&self, id: MessageId) -> Result<bool, Error> {
+        self.inner.delete(id).await
+    }
+    async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.purge(filter).await
+    }
+    async fn prune(
+        &self,
+        retention: &steadfast_dlq::Retention,
+    ) -> Result<steadfast_dlq::Pruned, Error> {
+        self.inner.prune(retention).await
+    }
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        self.inner.stats().await
+    }
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn claims_take_every_free_slot_up_to_the_batch_size() {
+    let store = Arc::new(RecordingClaims {
+        inner: self::store(),
+        claims: Mutex::new(Vec::new()),
+    });
+    fill(&*store, 24).await;
+    let worker = Worker::builder(store.clone(), "q")
+        .concurrency(8)
+        .batch_size(6)
+        .build()
+        .unwrap();
+    let report = worker
+        .run(
+            |_m| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Outcome::Ack
+            },
+            settled(store.clone(), 24),
+        )
+        .await;
+    assert_eq!(report.acked, 24);
+    let claims = store.claims.lock().clone();
+    let fetched: Vec<usize> = claims
+        .iter()
+        .map(|&(_, got)| got)
+        .filter(|&n| n > 0)
+        .collect();
+    assert_eq!(fetched.iter().sum::<usize>(), 24);
+    assert!(
+        claims.iter().all(|&(limit, _)| (1..=6).contains(&limit)),
+        "{claims:?}"
+    );
+    // Handlers finish together, so every wave of 8 freed slots is refilled by full claims
+    // (6 + 2), never slot by slot.
+    assert_eq!(fetched, [6, 2, 6, 2, 6, 2], "{claims:?}");
+}
