@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared parts of the reliability drills: build, a fresh database and Redis db, the fakes
+# Shared parts of the reliability drills: build, a private Postgres cluster and Redis, the fakes
 # (downstream + Graph API), webhook instances, the load generator, and the final report.
 # Every process is on 127.0.0.1; every wait is bounded; the drill exits non-zero on any loss.
 set -euo pipefail
@@ -13,12 +13,14 @@ SHORT=${DRILL_SHORT:-0}
 [ "${1:-}" = "--short" ] && SHORT=1
 
 WORK=$(mktemp -d "/tmp/steadfast-drill-$DRILL.XXXX")
-DB_NAME="steadfast_drill"
-PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
-export PGOPTIONS="--client-min-messages=warning"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
-REDIS_DB=14
-export REDIS_URL="redis://127.0.0.1:6379/$REDIS_DB"
+chmod 755 "$WORK"
+# The drills run their own Postgres cluster and Redis server on spare ports, so stopping them
+# (the outage drills) never disturbs the machine's shared servers or anything else using them.
+DRILL_PG_PORT=${DRILL_PG_PORT:-15432}
+DRILL_REDIS_PORT=${DRILL_REDIS_PORT:-16379}
+PGDATA_DIR="$WORK/pgdata"
+export DATABASE_URL="postgres://postgres@127.0.0.1:$DRILL_PG_PORT/postgres"
+export REDIS_URL="redis://127.0.0.1:$DRILL_REDIS_PORT"
 export WHATSAPP_APP_SECRET="drill-app-secret-$(date +%s)"
 export WHATSAPP_VERIFY_TOKEN="drill-verify-token"
 export ADMIN_TOKEN="drill-admin-token-0123456789"
@@ -35,9 +37,9 @@ cleanup() {
   local code=$?
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  # Leave the machine's services up, whatever the drill did to them.
-  "$ROOT/scripts/start-services" >/dev/null 2>&1 || true
-  if [ "$code" -ne 0 ]; then log "logs kept in $WORK"; fi
+  stop_postgres >/dev/null 2>&1 || true
+  stop_redis >/dev/null 2>&1 || true
+  if [ "$code" -ne 0 ]; then log "logs kept in $WORK"; else rm -rf "$WORK"; fi
   exit "$code"
 }
 trap cleanup EXIT INT TERM
@@ -47,15 +49,39 @@ build() {
   if [ "$PROFILE" = release ]; then
     (cd "$ROOT" && cargo build -q --release -p steadfast-webhook -p steadfast-loadgen)
   else
-    (cd "$ROOT" && cargo build -q --all-features -p steadfast-webhook -p steadfast-loadgen)
+    # Same selection and features as scripts/test, so the test build is reused.
+    (cd "$ROOT" && cargo build -q --workspace --all-features --bins)
   fi
 }
 
+pg_bin() { echo "/usr/lib/postgresql/$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)/bin"; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+start_postgres() {
+  as_postgres "$(pg_bin)/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/postgres.log" -w -t 30 \
+    -o "-p $DRILL_PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null
+}
+stop_postgres() { as_postgres "$(pg_bin)/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null; }
+start_redis() {
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$DRILL_REDIS_PORT" --save "" \
+    --appendonly no --dir "$WORK" --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+  local i
+  for ((i = 0; i < 40; i++)); do
+    [ "$(redis-cli -p "$DRILL_REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.25
+  done
+  die "drill Redis did not start"
+}
+stop_redis() { redis-cli -p "$DRILL_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
+
+# A fresh Postgres cluster (trust auth, loopback only) and Redis for this drill.
 fresh_stores() {
-  "$ROOT/scripts/start-services" >/dev/null
-  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
-  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $DB_NAME" >/dev/null
-  redis-cli -n "$REDIS_DB" flushdb >/dev/null
+  "$ROOT/scripts/start-services" >/dev/null  # installs the server packages when missing
+  if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+  as_postgres "$(pg_bin)/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
+  start_postgres
+  start_redis
+  log "drill Postgres on :$DRILL_PG_PORT, Redis on :$DRILL_REDIS_PORT"
 }
 
 start_fakes() {
@@ -135,4 +161,3 @@ finish() {
   log "PASSED (lost 0, duplicates $dup)"
 }
 
-pg_version() { ls /etc/postgresql | sort -V | tail -n 1; }
