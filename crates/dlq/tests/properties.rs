@@ -170,6 +170,7 @@ enum IndexOp {
     ReplayAll,
     Delete(usize),
     Prune,
+    PurgeDead,
 }
 
 const QUEUES: [&str; 2] = ["a", "b"];
@@ -191,6 +192,7 @@ fn index_op() -> impl Strategy<Value = IndexOp> {
         1 => Just(IndexOp::ReplayAll),
         1 => (0usize..16).prop_map(IndexOp::Delete),
         1 => Just(IndexOp::Prune),
+        1 => Just(IndexOp::PurgeDead),
     ]
 }
 
@@ -282,7 +284,14 @@ proptest! {
                     IndexOp::ReplayAll => { store.replay_matching(&Filter::dead()).await.unwrap(); }
                     IndexOp::Delete(i) if i < ids.len() => { store.delete(ids[i]).await.unwrap(); }
                     IndexOp::Prune => {
-                        store.prune(&Default::default()).await.unwrap();
+                        let retention = steadfast_dlq::Retention {
+                            done: Duration::from_secs(10),
+                            dead: Some(Duration::from_secs(30)),
+                        };
+                        store.prune(&retention).await.unwrap();
+                    }
+                    IndexOp::PurgeDead => {
+                        store.purge(&Filter::dead()).await.unwrap();
                     }
                     _ => {}
                 }

@@ -128,11 +128,19 @@ impl Inner {
         Some(m)
     }
 
-    /// Deletes `doomed` (purge, prune), freeing their dedup keys.
-    fn remove_all(&mut self, doomed: &[Message]) {
-        for m in doomed {
-            self.remove(m.id);
-        }
+    /// Deletes every message `select` picks (purge, prune), freeing their dedup keys; returns
+    /// the states of those deleted (ids are collected first: no message is cloned).
+    fn remove_where(&mut self, select: impl Fn(&Message) -> bool) -> Vec<State> {
+        let doomed: Vec<MessageId> = self
+            .messages
+            .values()
+            .filter(|m| select(m))
+            .map(|m| m.id)
+            .collect();
+        doomed
+            .into_iter()
+            .filter_map(|id| self.remove(id).map(|m| m.state))
+            .collect()
     }
 
     /// Changes the message `lease` holds, or says the lease is lost.
@@ -466,14 +474,7 @@ impl QueueStore for MemoryQueue {
 
     async fn purge(&self, filter: &Filter) -> Result<u64, Error> {
         let mut inner = self.inner.lock();
-        let doomed: Vec<Message> = inner
-            .messages
-            .values()
-            .filter(|m| filter.matches(m))
-            .cloned()
-            .collect();
-        inner.remove_all(&doomed);
-        Ok(doomed.len() as u64)
+        Ok(inner.remove_where(|m| filter.matches(m)).len() as u64)
     }
 
     async fn prune(&self, retention: &Retention) -> Result<Pruned, Error> {
@@ -482,19 +483,13 @@ impl QueueStore for MemoryQueue {
         let dead_before = retention.dead.map(|d| sub(now, d));
         let mut inner = self.inner.lock();
         let mut pruned = Pruned::default();
-        let doomed: Vec<Message> = inner
-            .messages
-            .values()
-            .filter(|m| match m.state {
-                State::Done => m.updated_at < done_before,
-                State::Dead => dead_before.is_some_and(|t| m.updated_at < t),
-                _ => false,
-            })
-            .cloned()
-            .collect();
-        inner.remove_all(&doomed);
-        for m in &doomed {
-            match m.state {
+        let doomed = inner.remove_where(|m| match m.state {
+            State::Done => m.updated_at < done_before,
+            State::Dead => dead_before.is_some_and(|t| m.updated_at < t),
+            _ => false,
+        });
+        for state in doomed {
+            match state {
                 State::Done => pruned.done += 1,
                 _ => pruned.dead += 1,
             }
