@@ -8,6 +8,13 @@ use clap::{Parser, Subcommand};
 use steadfast_webhook::assemble::{App, bind};
 use steadfast_webhook::config::{Config, Overrides};
 
+// mimalloc instead of glibc malloc, for this binary only (the library stays allocator-agnostic):
+// `perf record` on the in-memory demo under `steadfast-loadgen` load put glibc malloc/free at
+// ~35 % of the service's samples (many small per-message allocations: JSON, headers, snapshots,
+// spread across tokio worker threads). See BENCHMARKS.md, "webhook: in-memory mode vs bare axum".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The reference WhatsApp Cloud API webhook service.
 ///
 /// With no DATABASE_URL it runs the demo: in-memory stores (NOT durable), generated secrets
