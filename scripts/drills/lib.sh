@@ -124,7 +124,7 @@ start_load() {
   [ "${1:-}" = -- ] && shift
   "$BIN/steadfast-loadgen" run "${targets[@]}" \
     --external-fakes "http://127.0.0.1:$DOWN_PORT" --app-secret "$WHATSAPP_APP_SECRET" \
-    --rate "$RATE" --duration "${DURATION}s" --concurrency 16 \
+    --rate "$RATE" --duration "${DURATION}s" --concurrency "${CONCURRENCY:-16}" \
     --give-up-after 120s --retry-max-delay 2s --drain-timeout "${DRAIN:-90}s" \
     --report-json "$WORK/report.json" "$@" >"$WORK/loadgen.log" 2>&1 &
   LOAD_PID=$!

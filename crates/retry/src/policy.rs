@@ -104,6 +104,10 @@ impl RetryPolicy {
     /// The delay after failed attempt `attempt` (1-based), jitter applied with the thread-local
     /// RNG. Without jitter this is deterministic.
     pub fn delay(&self, attempt: u32) -> Duration {
+        // Without jitter there is nothing to draw: skip the thread-local RNG.
+        if self.jitter == Jitter::None {
+            return self.base_delay(attempt);
+        }
         self.delay_with_rng(attempt, &mut rand::rng())
     }
 
