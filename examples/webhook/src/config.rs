@@ -177,6 +177,10 @@ pub struct StorageConfig {
     pub queue_name: String,
     /// Prefix of the Redis fast-path keys.
     pub redis_prefix: String,
+    /// The longest one store call may take: Postgres `statement_timeout` on the pool, and a
+    /// client-side bound around each worker store call (a stalled database fails the call
+    /// instead of hanging a worker slot; the message's lease recovers it).
+    pub store_timeout: Duration,
 }
 
 /// The worker that drains the queue.
@@ -198,6 +202,9 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// How long a claimed message stays leased before another worker may take it.
     pub lease: Duration,
+    /// The largest downstream response body read; a larger one fails the attempt as
+    /// `downstream_too_large` (not retried).
+    pub max_response_bytes: usize,
 }
 
 /// Conversations. The idle timeout (30 minutes in `awaiting_input` / `agent_active`) and the
@@ -206,6 +213,9 @@ pub struct WorkerConfig {
 pub struct ConversationConfig {
     /// How often the sweeper looks for conversations whose state timed out.
     pub sweep_interval: Duration,
+    /// Conversations (message bodies keyed by phone number) idle for longer than this are
+    /// deleted by the retention loop: the service's personal-data retention.
+    pub retention: Duration,
 }
 
 /// HTTP ingestion.
@@ -215,10 +225,24 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request still running after this answers 408.
     pub request_timeout: Duration,
-    /// Take the client IP from the first `X-Forwarded-For` entry (behind a trusted proxy only).
+    /// Take the client IP from `X-Forwarded-For` (behind a trusted proxy only).
     pub trust_forwarded_for: bool,
+    /// How many trusted proxies append to `X-Forwarded-For`: the client is the entry this many
+    /// places from the right (1 when `trust_forwarded_for` is on and the key is unset).
+    pub trusted_proxy_hops: usize,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// Connections served at once; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that has not sent a complete request head within this is closed.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection idle (no request in flight) for this long is closed.
+    pub keep_alive_timeout: Duration,
+    /// Messages one delivery may carry; more answers 413 and stores nothing.
+    pub max_messages_per_delivery: usize,
+    /// A delivery whose every message and status timestamp is older than this is answered
+    /// 200 and counted `stale`, not stored (a captured delivery replayed later).
+    pub max_delivery_age: Duration,
 }
 
 /// Per-client-IP rate limit.
@@ -235,6 +259,10 @@ pub struct RateLimitConfig {
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
+    /// A second listener for `/metrics`, `/health` and `/admin`; when set they are served
+    /// there only (`/health` stays on `listen` too, for load balancers). `None`: everything
+    /// on `listen`.
+    pub ops_listen: Option<SocketAddr>,
     /// WhatsApp.
     pub whatsapp: WhatsAppConfig,
     /// Admin API bearer token; the admin API is disabled (404) when unset.
@@ -347,6 +375,7 @@ pub struct Overrides {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    ops_listen: Option<String>,
     #[serde(default)]
     whatsapp: FileWhatsApp,
     #[serde(default)]
@@ -424,7 +453,13 @@ struct FileHttp {
     body_limit_bytes: Option<usize>,
     request_timeout_ms: Option<u64>,
     trust_forwarded_for: Option<bool>,
+    trusted_proxy_hops: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+    max_messages_per_delivery: Option<usize>,
+    max_delivery_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -443,6 +478,7 @@ struct FileStorage {
     dedup_window_seconds: Option<u64>,
     queue_name: Option<String>,
     redis_prefix: Option<String>,
+    store_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,12 +492,14 @@ struct FileWorker {
     backoff_max_ms: Option<u64>,
     poll_interval_ms: Option<u64>,
     lease_seconds: Option<u64>,
+    max_response_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConversation {
     sweep_interval_seconds: Option<u64>,
+    retention_days: Option<u64>,
 }
 
 // ---- defaults --------------------------------------------------------------------------------
@@ -477,6 +515,22 @@ pub const DEFAULT_FALLBACK_REPLY: &str =
     "Sorry, we cannot answer right now. We will get back to you shortly.";
 /// Default rate limit per client IP.
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 300;
+/// Default cap of concurrent connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default header-read timeout: a real client sends its request head in milliseconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default keep-alive idle timeout.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap of messages per delivery: Meta batches at most 1000 updates in one delivery.
+pub const DEFAULT_MAX_MESSAGES_PER_DELIVERY: usize = 1000;
+/// Default cap of a downstream response body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Default bound of one store call.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default conversation retention, in days.
+pub const DEFAULT_CONVERSATION_RETENTION_DAYS: u64 = 30;
+/// Shortest accepted app secret, verify token and admin token.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// The seed system's routing table, used when the config names no services.
 fn default_services() -> Vec<(&'static str, &'static [&'static str], BreakerSpec)> {
@@ -498,6 +552,7 @@ fn default_services() -> Vec<(&'static str, &'static [&'static str], BreakerSpec
 /// Environment variables read (besides `STEADFAST_CONFIG`, read by the binary).
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("LISTEN_ADDR", "listen"),
+    ("OPS_LISTEN_ADDR", "ops_listen"),
     ("WHATSAPP_APP_SECRET", "whatsapp.app_secret"),
     ("WHATSAPP_VERIFY_TOKEN", "whatsapp.verify_token"),
     ("WHATSAPP_ACCESS_TOKEN", "whatsapp.access_token"),
@@ -521,6 +576,9 @@ fn apply_env(file: &mut FileConfig, env: &HashMap<String, String>) -> Result<(),
     let get = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
     if let Some(v) = get("LISTEN_ADDR") {
         file.listen = Some(v);
+    }
+    if let Some(v) = get("OPS_LISTEN_ADDR") {
+        file.ops_listen = Some(v);
     }
     if let Some(v) = get("WHATSAPP_APP_SECRET") {
         file.whatsapp.app_secret = Some(Secret(v));
@@ -642,6 +700,21 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Whether `url`'s host is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn positive_ms(key: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match v {
         Some(0) => Err(ConfigError::invalid(key, "must be greater than 0")),
@@ -658,6 +731,24 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             format!("{listen_text:?} is not an address like \"127.0.0.1:8080\""),
         )
     })?;
+    let ops_listen = match file.ops_listen.filter(|t| !t.trim().is_empty()) {
+        None => None,
+        Some(text) => {
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                ConfigError::invalid(
+                    "ops_listen",
+                    format!("{text:?} is not an address like \"127.0.0.1:9090\""),
+                )
+            })?;
+            if addr == listen && addr.port() != 0 {
+                return Err(ConfigError::invalid(
+                    "ops_listen",
+                    "must differ from listen (leave it unset to serve everything on listen)",
+                ));
+            }
+            Some(addr)
+        }
+    };
 
     let demo = file.storage.database_url.is_none();
     let mut generated = Vec::new();
@@ -665,6 +756,12 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let mut secret = |key: &str, value: Option<Secret>| -> Result<Secret, ConfigError> {
         match value {
             Some(s) if s.0.trim().is_empty() => Err(ConfigError::invalid(key, "must not be empty")),
+            Some(s) if s.0.trim().chars().count() < MIN_SECRET_LEN => Err(ConfigError::invalid(
+                key,
+                format!(
+                    "must be at least {MIN_SECRET_LEN} characters (a short secret can be guessed)"
+                ),
+            )),
             Some(s) => Ok(s),
             None if demo => {
                 let v = random_token();
@@ -680,10 +777,10 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let app_secret = secret("whatsapp.app_secret", file.whatsapp.app_secret)?;
     let verify_token = secret("whatsapp.verify_token", file.whatsapp.verify_token)?;
     let admin_token = match file.admin.token {
-        Some(t) if t.0.len() < 16 => {
+        Some(t) if t.0.trim().chars().count() < MIN_SECRET_LEN => {
             return Err(ConfigError::invalid(
                 "admin.token",
-                "must be at least 16 characters",
+                format!("must be at least {MIN_SECRET_LEN} characters, not counting spaces"),
             ));
         }
         Some(t) => Some(t),
@@ -696,6 +793,15 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         .graph_api_url
         .unwrap_or_else(|| DEFAULT_GRAPH_API_URL.to_owned());
     check_url("whatsapp.graph_api_url", &graph_api_url)?;
+    if !graph_api_url.starts_with("https://") && !is_loopback_url(&graph_api_url) {
+        return Err(ConfigError::invalid(
+            "whatsapp.graph_api_url",
+            format!(
+                "{graph_api_url:?} must be https:// (the access token and users' messages travel \
+                 on it); http:// is accepted only for a loopback host"
+            ),
+        ));
+    }
     let graph_api_url = graph_api_url.trim_end_matches('/').to_owned();
     let graph_timeout = positive_ms(
         "whatsapp.graph_timeout_ms",
@@ -829,19 +935,68 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             "must be at least 1024 (Meta sends up to 3 MB)",
         ));
     }
-    let http = HttpConfig {
+    let trust_forwarded_for = file.http.trust_forwarded_for.unwrap_or(false);
+    let trusted_proxy_hops = match (trust_forwarded_for, file.http.trusted_proxy_hops) {
+        (false, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "http.trusted_proxy_hops",
+                "has no effect unless http.trust_forwarded_for = true",
+            ));
+        }
+        (true, Some(0)) => {
+            return Err(ConfigError::invalid(
+                "http.trusted_proxy_hops",
+                "must be at least 1 (the proxy in front of this service)",
+            ));
+        }
+        (_, Some(n)) => n,
+        (_, None) => 1,
+    };
+    let max_connections = file.http.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(ConfigError::invalid(
+            "http.max_connections",
+            "must be greater than 0",
+        ));
+    }
+    let max_messages_per_delivery = file
+        .http
+        .max_messages_per_delivery
+        .unwrap_or(DEFAULT_MAX_MESSAGES_PER_DELIVERY);
+    if max_messages_per_delivery == 0 {
+        return Err(ConfigError::invalid(
+            "http.max_messages_per_delivery",
+            "must be greater than 0 (Meta sends up to 1000 per delivery)",
+        ));
+    }
+    let mut http = HttpConfig {
         body_limit_bytes,
         request_timeout: positive_ms(
             "http.request_timeout_ms",
             file.http.request_timeout_ms,
             10_000,
         )?,
-        trust_forwarded_for: file.http.trust_forwarded_for.unwrap_or(false),
+        trust_forwarded_for,
+        trusted_proxy_hops,
         shutdown_grace: positive_ms(
             "http.shutdown_grace_ms",
             file.http.shutdown_grace_ms,
             10_000,
         )?,
+        max_connections,
+        header_read_timeout: positive_ms(
+            "http.header_read_timeout_ms",
+            file.http.header_read_timeout_ms,
+            DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64,
+        )?,
+        keep_alive_timeout: positive_ms(
+            "http.keep_alive_timeout_ms",
+            file.http.keep_alive_timeout_ms,
+            DEFAULT_KEEP_ALIVE_TIMEOUT.as_millis() as u64,
+        )?,
+        max_messages_per_delivery,
+        // Filled in below, once the dedup window is known (its default).
+        max_delivery_age: Duration::ZERO,
     };
 
     let per_minute = file
@@ -919,6 +1074,21 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             .storage
             .redis_prefix
             .unwrap_or_else(|| "steadfast:webhook:seen".to_owned()),
+        store_timeout: positive_ms(
+            "storage.store_timeout_ms",
+            file.storage.store_timeout_ms,
+            DEFAULT_STORE_TIMEOUT.as_millis() as u64,
+        )?,
+    };
+    http.max_delivery_age = match file.http.max_delivery_age_seconds {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                "http.max_delivery_age_seconds",
+                "must be greater than 0",
+            ));
+        }
+        Some(s) => Duration::from_secs(s),
+        None => storage.dedup_window,
     };
 
     let w = file.worker;
@@ -968,6 +1138,15 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             }
             s => s,
         }),
+        max_response_bytes: match w.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES) {
+            n if n < 1024 => {
+                return Err(ConfigError::invalid(
+                    "worker.max_response_bytes",
+                    "must be at least 1024",
+                ));
+            }
+            n => n,
+        },
     };
 
     let c = file.conversation;
@@ -981,10 +1160,23 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             }
             s => s,
         }),
+        retention: match c
+            .retention_days
+            .unwrap_or(DEFAULT_CONVERSATION_RETENTION_DAYS)
+        {
+            0 => {
+                return Err(ConfigError::invalid(
+                    "conversation.retention_days",
+                    "must be at least 1",
+                ));
+            }
+            d => Duration::from_secs(d.saturating_mul(24 * 3600)),
+        },
     };
 
     Ok(Config {
         listen,
+        ops_listen,
         whatsapp: WhatsAppConfig {
             app_secret,
             verify_token,
@@ -1055,8 +1247,8 @@ mod tests {
         let toml = r#"
             listen = "127.0.0.1:8080"
             [whatsapp]
-            app_secret = "s3cret"
-            verify_token = "vt"
+            app_secret = "s3cret-s3cret-s3cret"
+            verify_token = "verify-token-0123"
             access_token = "at"
             graph_api_url = "https://graph.facebook.com/v21.0"
             [admin]
@@ -1092,10 +1284,10 @@ mod tests {
     #[test]
     fn env_overrides_file_and_flags_override_env() {
         let c = Config::from_toml(
-            "listen = \"127.0.0.1:1\"\n[whatsapp]\napp_secret = \"file\"",
+            "listen = \"127.0.0.1:1\"\n[whatsapp]\napp_secret = \"file-secret-0123456789\"",
             &env(&[
                 ("LISTEN_ADDR", "127.0.0.1:2"),
-                ("WHATSAPP_APP_SECRET", "env"),
+                ("WHATSAPP_APP_SECRET", "env-secret-0123456789"),
                 ("RATE_LIMIT_PER_MINUTE", "10"),
             ]),
             &Overrides {
@@ -1105,7 +1297,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen.port(), 3);
-        assert_eq!(c.whatsapp.app_secret.expose(), "env");
+        assert_eq!(c.whatsapp.app_secret.expose(), "env-secret-0123456789");
         assert_eq!(c.rate_limit.per_minute, 10);
     }
 
@@ -1163,12 +1355,115 @@ mod tests {
                 "rate_limit.per_minute (env RATE_LIMIT_PER_MINUTE)",
             ),
             ("[admin]\ntoken = \"short\"", &[], "admin.token"),
+            (
+                "[admin]\ntoken = \"      short          \"",
+                &[],
+                "admin.token",
+            ),
+            (
+                "[whatsapp]\napp_secret = \"fifteen-chars15\"",
+                &[],
+                "whatsapp.app_secret",
+            ),
+            (
+                "[whatsapp]\nverify_token = \"   \"",
+                &[],
+                "whatsapp.verify_token",
+            ),
+            (
+                "[whatsapp]\ngraph_api_url = \"http://graph.example.com/v21.0\"",
+                &[],
+                "whatsapp.graph_api_url",
+            ),
+            ("ops_listen = \"nope\"", &[], "ops_listen"),
+            (
+                "listen = \"127.0.0.1:8080\"\nops_listen = \"127.0.0.1:8080\"",
+                &[],
+                "ops_listen",
+            ),
+            (
+                "[http]\ntrusted_proxy_hops = 2",
+                &[],
+                "http.trusted_proxy_hops",
+            ),
+            (
+                "[http]\ntrust_forwarded_for = true\ntrusted_proxy_hops = 0",
+                &[],
+                "http.trusted_proxy_hops",
+            ),
+            ("[http]\nmax_connections = 0", &[], "http.max_connections"),
+            (
+                "[http]\nheader_read_timeout_ms = 0",
+                &[],
+                "http.header_read_timeout_ms",
+            ),
+            (
+                "[http]\nmax_messages_per_delivery = 0",
+                &[],
+                "http.max_messages_per_delivery",
+            ),
+            (
+                "[http]\nmax_delivery_age_seconds = 0",
+                &[],
+                "http.max_delivery_age_seconds",
+            ),
+            (
+                "[worker]\nmax_response_bytes = 10",
+                &[],
+                "worker.max_response_bytes",
+            ),
+            (
+                "[storage]\nstore_timeout_ms = 0",
+                &[],
+                "storage.store_timeout_ms",
+            ),
+            (
+                "[conversation]\nretention_days = 0",
+                &[],
+                "conversation.retention_days",
+            ),
         ];
         for (toml, e, key) in cases {
             let err = load(toml, e).unwrap_err();
             assert_eq!(err.key(), Some(*key), "{toml:?}: {err}");
             assert!(err.to_string().contains(key));
         }
+    }
+
+    #[test]
+    fn hardening_defaults_and_keys() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.ops_listen, None);
+        assert_eq!(c.http.max_connections, 10_000);
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.max_messages_per_delivery, 1000);
+        assert_eq!(c.http.max_delivery_age, c.storage.dedup_window);
+        assert!(!c.http.trust_forwarded_for);
+        assert_eq!(c.worker.max_response_bytes, 64 * 1024);
+        assert_eq!(c.storage.store_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.conversation.retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+
+        let c = load(
+            "ops_listen = \"127.0.0.1:9090\"\n[http]\ntrust_forwarded_for = true\n\
+             trusted_proxy_hops = 2\nmax_delivery_age_seconds = 60\n\
+             [whatsapp]\ngraph_api_url = \"http://[::1]:9000/v21.0\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.ops_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.http.trusted_proxy_hops, 2);
+        assert_eq!(c.http.max_delivery_age, Duration::from_secs(60));
+        let c = load(
+            "[http]\ntrust_forwarded_for = true\n[whatsapp]\n\
+             graph_api_url = \"http://localhost:9000\"",
+            &[("OPS_LISTEN_ADDR", "127.0.0.1:9091")],
+        )
+        .unwrap();
+        assert_eq!(c.http.trusted_proxy_hops, 1);
+        assert_eq!(c.ops_listen.unwrap().port(), 9091);
     }
 
     #[test]
@@ -1180,7 +1475,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug() {
-        let c = load("[whatsapp]\napp_secret = \"hunter2hunter2\"", &[]).unwrap();
+        let c = load("[whatsapp]\napp_secret = \"hunter2hunter2hunter2\"", &[]).unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"));
     }
