@@ -331,7 +331,10 @@ impl App {
         let limiter = IpRateLimiter::new(
             config.rate_limit.per_minute,
             config.rate_limit.burst,
-            config.http.trust_forwarded_for,
+            config
+                .http
+                .trust_forwarded_for
+                .then_some(config.http.trusted_proxy_hops),
         );
         let state = AppState {
             verifier: Verifier::new(config.whatsapp.app_secret.expose().as_bytes()),

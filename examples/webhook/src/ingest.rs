@@ -60,6 +60,9 @@ pub struct IngestReport {
     pub ignored: usize,
     /// Items skipped as malformed.
     pub malformed: usize,
+    /// Messages and statuses of a delivery refused as stale (every timestamp older than
+    /// `http.max_delivery_age_seconds`): a replay, answered 200 and not stored.
+    pub stale: usize,
 }
 
 /// Puts deliveries on the queue.

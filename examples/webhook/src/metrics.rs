@@ -15,7 +15,7 @@ pub const HTTP_DURATION: &str = "webhook_http_request_duration_seconds";
 pub const SIGNATURE_FAILURES: &str = "webhook_signature_failures_total";
 /// Requests refused by the rate limit.
 pub const RATE_LIMITED: &str = "webhook_rate_limited_total";
-/// Inbound messages, labelled `outcome` (`accepted`, `duplicate`, `malformed`).
+/// Inbound messages, labelled `outcome` (`accepted`, `duplicate`, `malformed`, `stale`).
 pub const MESSAGES: &str = "webhook_messages_total";
 /// Changes or deliveries ignored (unknown `field` / `object`).
 pub const IGNORED: &str = "webhook_ignored_total";

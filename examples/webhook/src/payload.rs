@@ -13,6 +13,8 @@
 //!   object, a `value` that is not an object, `messages` that is not an array) is counted and
 //!   skipped; the others in the same delivery are still accepted. Refusing the whole delivery
 //!   would not help: Meta would resend the same bad item for a week and hold the good ones back.
+//! - A message whose id the stores cannot hold ([`valid_message_id`]) is malformed in the same
+//!   way: it is never half-stored (queued, but without its de-duplication marker).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -28,6 +30,18 @@ pub enum ParseError {
     /// JSON, but not the delivery shape (`object` string, `entry` array of objects).
     #[error("body is not a webhook delivery: {0}")]
     InvalidShape(String),
+}
+
+/// The longest message id accepted, in bytes: the queue's dedup key holds at most 255.
+pub const MAX_MESSAGE_ID_LEN: usize = 255;
+
+/// Whether every store can hold `id` as a key: 1 to [`MAX_MESSAGE_ID_LEN`] visible ASCII
+/// characters (`!`..=`~`). The queue's dedup key takes up to 255 bytes without control
+/// characters; the de-duplication and processed-marker stores take visible ASCII only. A
+/// `wamid` is base64 behind `wamid.`, well inside both. One rule, checked once at ingestion,
+/// so that no store refuses a message another store already holds.
+pub fn valid_message_id(id: &str) -> bool {
+    (1..=MAX_MESSAGE_ID_LEN).contains(&id.len()) && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// Accepts a JSON string or number and yields its text: ids are strings in real payloads, but a
@@ -260,6 +274,9 @@ pub struct StatusUpdate {
     pub recipient_id: Option<String>,
     /// Errors (for `failed`).
     pub errors: Vec<StatusError>,
+    /// Meta's `timestamp` (unix seconds), when present and numeric.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
 }
 
 /// What one delivery holds.
@@ -273,6 +290,26 @@ pub struct Delivery {
     pub ignored: usize,
     /// Items skipped because they lacked what we need (a message without `id` or `from`).
     pub malformed: usize,
+}
+
+impl Delivery {
+    /// Every item the delivery carried: messages, statuses and malformed items.
+    pub fn items(&self) -> usize {
+        self.messages.len() + self.statuses.len() + self.malformed
+    }
+
+    /// Whether the delivery holds messages or statuses and EVERY one of them carries a
+    /// timestamp before `cutoff` (unix seconds). An item without a timestamp cannot be shown
+    /// old, so it keeps the delivery fresh; a delivery with no items is never stale.
+    pub fn all_older_than(&self, cutoff: i64) -> bool {
+        let mut stamps = self
+            .messages
+            .iter()
+            .map(|m| m.timestamp)
+            .chain(self.statuses.iter().map(|s| s.timestamp))
+            .peekable();
+        stamps.peek().is_some() && stamps.all(|t| t.is_some_and(|t| t < cutoff))
+    }
 }
 
 /// Infers the message type from the keys present when `type` is missing.
@@ -383,7 +420,7 @@ fn read_value(mut value: serde_json::Map<String, serde_json::Value>, out: &mut D
             out.malformed += 1;
             continue;
         };
-        if m.id.is_empty() || m.from.is_empty() {
+        if !valid_message_id(&m.id) || m.from.is_empty() {
             out.malformed += 1;
             continue;
         }
@@ -429,8 +466,8 @@ fn read_value(mut value: serde_json::Map<String, serde_json::Value>, out: &mut D
             "failed" => StatusKind::Failed,
             _ => StatusKind::Other,
         };
-        let _ = s.timestamp;
         out.statuses.push(StatusUpdate {
+            timestamp: s.timestamp.as_deref().and_then(|t| t.parse().ok()),
             message_id: s.id,
             status,
             recipient_id: s.recipient_id,
@@ -461,6 +498,43 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn message_ids_the_stores_cannot_hold_are_malformed_not_half_stored() {
+        for (id, ok) in [
+            ("wamid.HBgMMjUwNzg4MTIzNDU2FQIAEhgU=", true),
+            ("x", true),
+            ("wamid.é", false),
+            ("wamid.with space", false),
+            ("wamid.\\u0007", false),
+            ("", false),
+        ] {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messages":[{{"id":"{id}","from":"250788123456","type":"text","text":{{"body":"hi"}}}},{{"id":"wamid.good","from":"250788123456","type":"text","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+            );
+            let d = parse(body.as_bytes()).unwrap();
+            assert_eq!(d.malformed, usize::from(!ok), "{id:?}");
+            assert_eq!(d.messages.len(), 1 + usize::from(ok), "{id:?}");
+        }
+        assert!(valid_message_id(&"a".repeat(MAX_MESSAGE_ID_LEN)));
+        assert!(!valid_message_id(&"a".repeat(MAX_MESSAGE_ID_LEN + 1)));
+    }
+
+    #[test]
+    fn staleness_needs_every_item_old() {
+        let d = parse(&fixture("status_delivered_read.json")).unwrap();
+        assert_eq!(d.items(), 2);
+        let newest = d.statuses.iter().filter_map(|s| s.timestamp).max().unwrap();
+        assert!(d.all_older_than(newest + 1));
+        assert!(!d.all_older_than(newest));
+        let mut fresh = d.clone();
+        fresh.statuses[0].timestamp = None;
+        assert!(
+            !fresh.all_older_than(i64::MAX),
+            "no timestamp: cannot be shown old"
+        );
+        assert!(!Delivery::default().all_older_than(i64::MAX));
     }
 
     #[test]

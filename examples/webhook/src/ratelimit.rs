@@ -4,6 +4,12 @@
 //! `X-RateLimit-Limit` is the burst (requests allowed back to back), `X-RateLimit-Remaining`
 //! what is left of it now, `X-RateLimit-Reset` the seconds until it is whole again. GCRA has no
 //! fixed windows, so "reset" is when the bucket refills, not a window boundary.
+//!
+//! Behind proxies, the client is read from `X-Forwarded-For` counting from the RIGHT: each
+//! proxy appends the address it received the request from, so only the last `hops` entries
+//! were written by proxies we trust; everything left of them was sent by the client and may be
+//! made up. Taking the leftmost entry would let one client rotate that value to escape its
+//! limit, or name Meta's addresses to get them limited.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -30,7 +36,7 @@ pub struct IpRateLimiter {
     inner: Option<Arc<Keyed>>,
     burst: u32,
     per_cell: Duration,
-    trust_forwarded_for: bool,
+    proxy_hops: Option<usize>,
 }
 
 impl std::fmt::Debug for IpRateLimiter {
@@ -67,14 +73,15 @@ pub enum Verdict {
 
 impl IpRateLimiter {
     /// `per_minute` requests per minute per IP with `burst` back to back; `per_minute == 0`
-    /// turns the limiter off.
-    pub fn new(per_minute: u32, burst: u32, trust_forwarded_for: bool) -> Self {
+    /// turns the limiter off. `proxy_hops`: `None` keys by the socket's address; `Some(n)`
+    /// trusts `n` proxies in front of the service (see [`IpRateLimiter::client_ip`]).
+    pub fn new(per_minute: u32, burst: u32, proxy_hops: Option<usize>) -> Self {
         let Some(rate) = NonZeroU32::new(per_minute) else {
             return Self {
                 inner: None,
                 burst: 0,
                 per_cell: Duration::ZERO,
-                trust_forwarded_for,
+                proxy_hops,
             };
         };
         let burst = NonZeroU32::new(burst).unwrap_or(rate);
@@ -85,7 +92,7 @@ impl IpRateLimiter {
             )),
             burst: burst.get(),
             per_cell: quota.replenish_interval(),
-            trust_forwarded_for,
+            proxy_hops,
         }
     }
 
@@ -118,21 +125,40 @@ impl IpRateLimiter {
         }
     }
 
-    /// The client IP of a request: the socket's, or the first `X-Forwarded-For` entry when
-    /// configured to trust a proxy.
+    /// The client IP of a request. Without trusted proxies: the socket's address. With
+    /// `hops` trusted proxies: the `X-Forwarded-For` entry `hops` places from the right (all
+    /// `X-Forwarded-For` headers read in order, as one list), which the outermost trusted
+    /// proxy wrote. When the list is shorter than that, or that entry is not an IP address,
+    /// the socket's address is used: the request did not come through the proxies as
+    /// configured, and nothing the client wrote is trusted.
     pub fn client_ip(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-        if self.trust_forwarded_for {
-            if let Some(ip) = headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-            {
-                return ip;
-            }
+        let socket = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        let Some(hops) = self.proxy_hops.filter(|h| *h > 0) else {
+            return socket;
+        };
+        let mut entries = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect::<Vec<_>>();
+        if entries.len() < hops {
+            return socket;
         }
-        peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip())
+        let entry = entries.swap_remove(entries.len() - hops);
+        parse_forwarded_ip(entry).unwrap_or(socket)
     }
+}
+
+/// An `X-Forwarded-For` entry: an IP address, possibly with a port (`1.2.3.4:5678`,
+/// `[::1]:80`) as some proxies write it.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|s| s.ip())
 }
 
 fn secs_ceil(d: Duration) -> u64 {
@@ -193,7 +219,7 @@ mod tests {
 
     #[test]
     fn burst_then_limited_with_a_wait() {
-        let l = IpRateLimiter::new(60, 3, false);
+        let l = IpRateLimiter::new(60, 3, None);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let remaining: Vec<u32> = (0..3)
             .map(|_| match l.check(ip) {
@@ -218,25 +244,88 @@ mod tests {
 
     #[test]
     fn zero_turns_it_off() {
-        let l = IpRateLimiter::new(0, 0, false);
+        let l = IpRateLimiter::new(0, 0, None);
         assert_eq!(l.check("10.0.0.1".parse().unwrap()), Verdict::Off);
+    }
+
+    fn xff(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
     fn forwarded_for_only_when_trusted() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.9, 10.0.0.1"),
-        );
+        let h = xff(&["203.0.113.9, 10.0.0.1"]);
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        // One proxy appended the address it saw: the rightmost entry.
         assert_eq!(
-            IpRateLimiter::new(1, 1, true).client_ip(&h, Some(peer)),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
+            IpRateLimiter::new(1, 1, Some(1)).client_ip(&h, Some(peer)),
+            ip("10.0.0.1")
         );
         assert_eq!(
-            IpRateLimiter::new(1, 1, false).client_ip(&h, Some(peer)),
+            IpRateLimiter::new(1, 1, Some(2)).client_ip(&h, Some(peer)),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            IpRateLimiter::new(1, 1, None).client_ip(&h, Some(peer)),
             peer.ip()
         );
+    }
+
+    #[test]
+    fn a_client_rotating_its_own_forwarded_for_stays_one_client() {
+        // The client sends a made-up X-Forwarded-For; the trusted proxy appends the real
+        // address. Whatever the client writes, the key is the proxy's entry.
+        let l = IpRateLimiter::new(60, 2, Some(1));
+        let peer: SocketAddr = "10.1.1.1:443".parse().unwrap();
+        for fake in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "31.13.24.1"] {
+            let h: HeaderMap = [(
+                http::header::HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(&format!("{fake}, 198.51.100.7")).unwrap(),
+            )]
+            .into_iter()
+            .collect();
+            assert_eq!(l.client_ip(&h, Some(peer)), ip("198.51.100.7"));
+        }
+        let h = xff(&["1.1.1.1, 198.51.100.7"]);
+        let key = l.client_ip(&h, Some(peer));
+        assert!(matches!(l.check(key), Verdict::Allowed { .. }));
+        assert!(matches!(l.check(key), Verdict::Allowed { .. }));
+        let h = xff(&["9.9.9.9, 198.51.100.7"]);
+        assert!(matches!(
+            l.check(l.client_ip(&h, Some(peer))),
+            Verdict::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn several_headers_ports_and_short_or_bad_lists() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let two = IpRateLimiter::new(1, 1, Some(2));
+        // Two headers are one list, in order.
+        let h = xff(&["203.0.113.1", "198.51.100.2, 192.0.2.3"]);
+        assert_eq!(two.client_ip(&h, Some(peer)), ip("198.51.100.2"));
+        // Entries with ports, IPv6 in brackets.
+        let one = IpRateLimiter::new(1, 1, Some(1));
+        assert_eq!(
+            one.client_ip(&xff(&["198.51.100.2:1234"]), Some(peer)),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            one.client_ip(&xff(&["[2001:db8::1]:80"]), Some(peer)),
+            ip("2001:db8::1")
+        );
+        // Fewer entries than trusted hops, garbage, or no header: the socket's address.
+        assert_eq!(two.client_ip(&xff(&["203.0.113.1"]), Some(peer)), peer.ip());
+        assert_eq!(one.client_ip(&xff(&["not-an-ip"]), Some(peer)), peer.ip());
+        assert_eq!(one.client_ip(&xff(&[" , "]), Some(peer)), peer.ip());
+        assert_eq!(one.client_ip(&HeaderMap::new(), Some(peer)), peer.ip());
     }
 }

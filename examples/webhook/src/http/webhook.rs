@@ -123,6 +123,42 @@ pub async fn receive(State(app): State<AppState>, request: Request) -> Response 
         }
     };
 
+    // Checked before anything is stored, so a refused delivery leaves nothing behind.
+    let max_items = app.config.http.max_messages_per_delivery;
+    if delivery.items() > max_items {
+        tracing::warn!(
+            items = delivery.items(),
+            max_items,
+            "delivery refused: too many messages"
+        );
+        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+            .detail(format!(
+                "delivery carries {} messages and statuses; at most {max_items} are accepted",
+                delivery.items()
+            ))
+            .into_response();
+    }
+    // A signed delivery captured and replayed after the de-duplication window would be new
+    // again to every store. Meta itself stops retrying well within the window, so a delivery
+    // whose every item is older is a replay: answered 200 (a retry would not change it) and
+    // counted, never stored.
+    let max_age = i64::try_from(app.config.http.max_delivery_age.as_secs()).unwrap_or(i64::MAX);
+    let cutoff = chrono::Utc::now().timestamp().saturating_sub(max_age);
+    if delivery.all_older_than(cutoff) {
+        let stale = delivery.messages.len() + delivery.statuses.len();
+        metrics::counter!(m::MESSAGES, "outcome" => "stale").increment(stale as u64);
+        tracing::warn!(
+            items = stale,
+            max_age_s = max_age,
+            "stale delivery ignored (every timestamp older than the delivery age limit)"
+        );
+        let report = crate::ingest::IngestReport {
+            stale,
+            ..crate::ingest::IngestReport::default()
+        };
+        return (StatusCode::OK, Json(report)).into_response();
+    }
+
     for s in &delivery.statuses {
         metrics::counter!(m::STATUSES, "status" => s.status.as_str()).increment(1);
         if s.status == StatusKind::Failed {

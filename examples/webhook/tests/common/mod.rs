@@ -19,12 +19,58 @@ pub const SECRET: &str = "test-app-secret-0123456789";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// A fixture's bytes, with every `"timestamp"` moved to the present (keeping the fixture's
+/// spacing between timestamps): the service ignores deliveries whose items are all older than
+/// its delivery age limit (7 days), and the fixtures were captured long ago. The rewrite is
+/// textual so that the rest of the bytes (escapes, spacing) stay exactly as captured.
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
+    let raw = std::fs::read(format!(
         "{}/tests/fixtures/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
-    .unwrap()
+    .unwrap();
+    freshen_timestamps(&raw)
+}
+
+/// The fixtures' epoch: their earliest timestamp (2025-11-21T16:00:00Z).
+const FIXTURE_EPOCH: i64 = 1_763_740_800;
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Shifts each `"timestamp": "<digits>"` by (now - one hour - [`FIXTURE_EPOCH`]).
+pub fn freshen_timestamps(raw: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(raw.to_vec()).expect("fixtures are UTF-8");
+    let shift = now_unix() - 3600 - FIXTURE_EPOCH;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\"timestamp\"") {
+        let (head, tail) = rest.split_at(at + "\"timestamp\"".len());
+        out.push_str(head);
+        // `: "` with any spacing, then digits, then `"`.
+        let after_colon = tail.trim_start().strip_prefix(':').map(str::trim_start);
+        let digits = after_colon.and_then(|t| t.strip_prefix('"')).map(|t| {
+            let n = t.bytes().take_while(u8::is_ascii_digit).count();
+            (&t[..n], &t[n..])
+        });
+        match digits {
+            Some((d, after)) if !d.is_empty() && after.starts_with('"') => {
+                let consumed = tail.len() - after.len() - d.len() - 1;
+                out.push_str(&tail[..consumed]);
+                let t: i64 = d.parse().unwrap();
+                out.push('"');
+                out.push_str(&(t + shift).to_string());
+                rest = after;
+            }
+            _ => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 pub fn sign(body: &[u8]) -> String {
@@ -70,7 +116,7 @@ pub fn text_batch(prefix: &str, n: usize, text: &str) -> Vec<u8> {
             serde_json::json!({
                 "from": format!("25078812345{}", i % 10),
                 "id": format!("wamid.{prefix}.{i}"),
-                "timestamp": "1763740800",
+                "timestamp": (now_unix() - 60).to_string(),
                 "type": "text",
                 "text": {"body": text}
             })
