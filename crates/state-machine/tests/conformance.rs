@@ -33,6 +33,37 @@ async fn conformance(store: Arc<dyn SnapshotStore>) {
     sweeper_backs_off_when_a_writer_saved_first(store.clone()).await;
     update_applies_several_events_atomically(store.clone()).await;
     stored_old_versions_are_migrated(store.clone()).await;
+    // Last: it removes every instance the steps above left.
+    idle_instances_are_pruned(&*store).await;
+}
+
+async fn idle_instances_are_pruned(store: &dyn SnapshotStore) {
+    store.save("idle-a", 0, &json!(1), None).await.unwrap();
+    store
+        .save("idle-b", 0, &json!(2), Some(t0()))
+        .await
+        .unwrap();
+    let hour = TimeDelta::hours(1);
+    // Nothing was saved an hour ago or earlier.
+    assert_eq!(store.prune_idle(Utc::now() - hour, 1000).await.unwrap(), 0);
+    assert!(store.load("idle-a").await.unwrap().is_some());
+    // Everything was saved before an hour from now: `limit` bounds one call...
+    assert_eq!(store.prune_idle(Utc::now() + hour, 1).await.unwrap(), 1);
+    // ...and the rest goes in the next ones, whatever the version.
+    while store.prune_idle(Utc::now() + hour, 1000).await.unwrap() > 0 {}
+    assert_eq!(store.load("idle-a").await.unwrap(), None);
+    assert_eq!(store.load("idle-b").await.unwrap(), None);
+    assert_eq!(store.load("sl").await.unwrap(), None);
+    // A pruned instance is gone from the sweeper's view too, and its key starts afresh.
+    assert!(
+        store
+            .due(t0() + TimeDelta::days(1000), 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.save("idle-a", 0, &json!(3), None).await.unwrap(), 1);
+    assert_eq!(store.prune_idle(Utc::now() - hour, 1000).await.unwrap(), 0);
 }
 
 async fn save_and_load(store: &dyn SnapshotStore) {
@@ -346,6 +377,9 @@ impl SnapshotStore for WriterRacesSweeper {
     }
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.inner.delete(key).await
+    }
+    async fn prune_idle(&self, saved_before: DateTime<Utc>, limit: usize) -> Result<u64, Error> {
+        self.inner.prune_idle(saved_before, limit).await
     }
 }
 

@@ -351,9 +351,13 @@ impl App {
             metrics,
             shutdown_rx.clone(),
         ))];
-        tasks.push(tokio::spawn(maintenance(
-            stores.queue.clone(),
-            stores.markers.clone(),
+        tasks.push(tokio::spawn(crate::retention::run(
+            crate::retention::Retained {
+                queue: stores.queue.clone(),
+                markers: stores.markers.clone(),
+                conversations: stores.snapshots.clone(),
+                conversation_retention: config.conversation.retention,
+            },
             stores.kind == "memory",
             shutdown_rx.clone(),
         )));
@@ -479,53 +483,6 @@ async fn sweeper(services: Arc<Services>, every: Duration, mut shutdown: watch::
             _ = tick.tick() => {
                 if let Err(e) = services.sweep(chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "conversation sweep failed");
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// How often old rows are pruned.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
-
-/// Retention: prunes `done` queue rows after 7 days (Meta's retry window; the processed
-/// markers cover redeliveries after that) and dead letters after 30 days, and reaps expired
-/// processed markers. Safe to run in every instance at once.
-///
-/// The in-memory queue scans every message it holds on each claim, so in demo mode `done`
-/// messages are pruned every second instead (they no longer hold their dedup key anyway; the
-/// processed markers still catch redeliveries), which keeps claims cheap under load.
-async fn maintenance(
-    queue: Arc<dyn QueueStore>,
-    markers: Option<PostgresStore>,
-    memory: bool,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let (every, retention) = if memory {
-        (
-            Duration::from_secs(1),
-            steadfast_dlq::Retention {
-                done: Duration::from_secs(1),
-                ..steadfast_dlq::Retention::default()
-            },
-        )
-    } else {
-        (MAINTENANCE_EVERY, steadfast_dlq::Retention::default())
-    };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                match queue.prune(&retention).await {
-                    Ok(p) => tracing::debug!(done = p.done, dead = p.dead, "queue pruned"),
-                    Err(e) => tracing::warn!(error = %e, "queue prune failed"),
-                }
-                if let Some(m) = &markers {
-                    if let Err(e) = m.reap(steadfast_idempotency::Timestamp::now()).await {
-                        tracing::warn!(error = %e, "processed-marker reap failed");
-                    }
                 }
             }
             _ = shutdown.changed() => return,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod payload;
 pub mod problem;
 pub mod ratelimit;
+pub mod retention;
 pub mod routing;
 pub mod signature;
 pub mod telemetry;

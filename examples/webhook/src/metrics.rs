@@ -48,6 +48,8 @@ pub const OUTBOUND_REPLIES: &str = "webhook_outbound_replies_total";
 pub const CONVERSATION_TIMEOUTS: &str = "webhook_conversation_timeouts_total";
 /// Conversation save conflicts (optimistic concurrency), retried.
 pub const CONVERSATION_CONFLICTS: &str = "webhook_conversation_conflicts_total";
+/// Conversations removed by retention (idle longer than `conversation.retention_days`).
+pub const CONVERSATIONS_PRUNED: &str = "webhook_conversations_pruned_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
@@ -130,5 +132,9 @@ fn describe() {
     describe_counter!(
         CONVERSATION_CONFLICTS,
         "Conversation save conflicts retried"
+    );
+    describe_counter!(
+        CONVERSATIONS_PRUNED,
+        "Conversations removed by retention (idle past conversation.retention_days)"
     );
 }

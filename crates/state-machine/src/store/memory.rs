@@ -21,6 +21,22 @@ struct Inner {
     rows: HashMap<String, Snapshot>,
     /// (due_at, key): the sweeper's index.
     due: BTreeSet<(DateTime<Utc>, String)>,
+    /// key -> when it was last saved, and the same ordered by time: the retention index.
+    saved_at: HashMap<String, DateTime<Utc>>,
+    by_saved_at: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &str) -> Option<Snapshot> {
+        let old = self.rows.remove(key)?;
+        if let Some(at) = old.due_at {
+            self.due.remove(&(at, key.to_owned()));
+        }
+        if let Some(at) = self.saved_at.remove(key) {
+            self.by_saved_at.remove(&(at, key.to_owned()));
+        }
+        Some(old)
+    }
 }
 
 impl MemorySnapshots {
@@ -70,6 +86,11 @@ impl SnapshotStore for MemorySnapshots {
         if let Some(at) = due_at {
             inner.due.insert((at, key.to_owned()));
         }
+        let now = Utc::now();
+        if let Some(old) = inner.saved_at.insert(key.to_owned(), now) {
+            inner.by_saved_at.remove(&(old, key.to_owned()));
+        }
+        inner.by_saved_at.insert((now, key.to_owned()));
         let version = expected_version + 1;
         inner.rows.insert(
             key.to_owned(),
@@ -95,15 +116,21 @@ impl SnapshotStore for MemorySnapshots {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.inner.lock().remove(key).is_some())
+    }
+
+    async fn prune_idle(&self, saved_before: DateTime<Utc>, limit: usize) -> Result<u64, Error> {
         let mut inner = self.inner.lock();
-        match inner.rows.remove(key) {
-            Some(old) => {
-                if let Some(at) = old.due_at {
-                    inner.due.remove(&(at, key.to_owned()));
-                }
-                Ok(true)
-            }
-            None => Ok(false),
+        let doomed: Vec<String> = inner
+            .by_saved_at
+            .iter()
+            .take_while(|(at, _)| *at < saved_before)
+            .take(limit)
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in &doomed {
+            inner.remove(key);
         }
+        Ok(doomed.len() as u64)
     }
 }

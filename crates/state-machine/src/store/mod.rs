@@ -41,6 +41,8 @@ pub struct Snapshot {
 ///   same version, exactly one wins.
 /// - `due(now, limit)` returns up to `limit` snapshots whose `due_at <= now`, earliest first.
 /// - `delete` removes a key whatever its version and says whether it existed.
+/// - `prune_idle(saved_before, limit)` removes up to `limit` instances whose last save was
+///   before `saved_before`, whatever their version, and returns how many it removed.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + 'static {
     /// The snapshot stored under `key`, if any.
@@ -61,4 +63,13 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// Removes `key`; true if it existed.
     async fn delete(&self, key: &str) -> Result<bool, Error>;
+
+    /// Removes up to `limit` instances not saved since `saved_before`; returns how many went.
+    ///
+    /// This is retention: instances often hold personal data (a conversation's messages,
+    /// keyed by a phone number) that must not be kept forever. Call it periodically in
+    /// batches until it returns less than `limit`. An instance saved concurrently may be
+    /// removed just before its writer saves again: that writer then sees a
+    /// [`Error::Conflict`] with no stored version and starts the instance afresh.
+    async fn prune_idle(&self, saved_before: DateTime<Utc>, limit: usize) -> Result<u64, Error>;
 }

@@ -153,4 +153,20 @@ impl SnapshotStore for PostgresSnapshots {
             .map_err(store)?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn prune_idle(&self, saved_before: DateTime<Utc>, limit: usize) -> Result<u64, Error> {
+        // In batches through the updated_at index, so a large backlog never becomes one long
+        // transaction holding row locks that writers wait on.
+        let done = sqlx::query(
+            "DELETE FROM state_machine_snapshots WHERE key IN ( \
+               SELECT key FROM state_machine_snapshots WHERE updated_at < $1 \
+               ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(saved_before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(store)?;
+        Ok(done.rows_affected())
+    }
 }
