@@ -354,9 +354,12 @@ impl Worker {
                     for c in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             // Cannot happen (we claimed at most `free`); give it back if it does.
-                            let _ =
-                                bounded(self.store_timeout, "release", self.store.release(&c.lease))
-                                    .await;
+                            let _ = bounded(
+                                self.store_timeout,
+                                "release",
+                                self.store.release(&c.lease),
+                            )
+                            .await;
                             continue;
                         };
                         in_flight.lock().insert(c.lease.id, c.lease.clone());
@@ -452,7 +455,10 @@ async fn bounded<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(after, call).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Unavailable(Box::new(StoreTimeout { operation, after }))),
+        Err(_) => Err(Error::Unavailable(Box::new(StoreTimeout {
+            operation,
+            after,
+        }))),
     }
 }
 
@@ -528,13 +534,15 @@ impl Job {
         };
         let latency = started.elapsed();
         let settled = match outcome {
-            Outcome::Ack => match bounded(self.store_timeout, "ack", self.store.ack(&lease)).await {
-                Ok(()) => {
-                    self.hooks.processed(&queue, latency);
-                    Ok(Settled::Acked)
+            Outcome::Ack => {
+                match bounded(self.store_timeout, "ack", self.store.ack(&lease)).await {
+                    Ok(()) => {
+                        self.hooks.processed(&queue, latency);
+                        Ok(Settled::Acked)
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Outcome::Retry(failure) | Outcome::Dead(failure) => {
                 match bounded(
                     self.store_timeout,

@@ -602,7 +602,11 @@ async fn claims_that_never_answer_time_out_and_the_worker_keeps_claiming() {
         "{errors:?}"
     );
     // Three timed-out claims (and the stats call before the first), no more.
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
