@@ -48,6 +48,9 @@ pub const OUTBOUND_REPLIES: &str = "webhook_outbound_replies_total";
 pub const CONVERSATION_TIMEOUTS: &str = "webhook_conversation_timeouts_total";
 /// Conversation save conflicts (optimistic concurrency), retried.
 pub const CONVERSATION_CONFLICTS: &str = "webhook_conversation_conflicts_total";
+/// Queue store calls of the worker that failed or outlasted `storage.store_timeout` (claim,
+/// heartbeat, ack, fail, release, stats); the worker keeps going and leases recover.
+pub const WORKER_STORE_ERRORS: &str = "webhook_worker_store_errors_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
@@ -130,5 +133,9 @@ fn describe() {
     describe_counter!(
         CONVERSATION_CONFLICTS,
         "Conversation save conflicts retried"
+    );
+    describe_counter!(
+        WORKER_STORE_ERRORS,
+        "Worker queue store calls that failed or timed out"
     );
 }

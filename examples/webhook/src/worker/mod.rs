@@ -452,6 +452,7 @@ impl WorkerHooks for MetricsHooks {
         metrics::gauge!(crate::metrics::QUEUE_OLDEST_AGE).set(stats.oldest_due_age.as_secs_f64());
     }
     fn store_error(&self, queue: &str, error: &steadfast_dlq::Error) {
+        metrics::counter!(crate::metrics::WORKER_STORE_ERRORS).increment(1);
         tracing::error!(queue, error = %error, "queue store error in the worker");
     }
 }
