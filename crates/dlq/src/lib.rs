@@ -21,4 +21,6 @@ pub use store::QueueStore;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresQueue;
-pub use worker::{Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport};
+pub use worker::{
+    DEFAULT_WORKER_STORE_TIMEOUT, Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport,
+};

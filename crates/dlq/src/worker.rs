@@ -95,6 +95,11 @@ pub struct WorkerReport {
 ///
 /// On shutdown it stops claiming, waits up to `shutdown_timeout` for in-flight handlers, then
 /// aborts the rest and releases their leases so another worker takes them at once.
+///
+/// Every store call it makes (claim, heartbeat, ack, fail, release, stats) is bounded by
+/// `store_timeout`: a store that never answers (a black-holed database connection) fails the
+/// call with [`Error::Unavailable`] instead of holding a slot, the loop or the shutdown forever.
+/// What such a call leaves behind is recovered by the lease, as after a crash.
 pub struct Worker {
     store: Arc<dyn QueueStore>,
     queue: String,
@@ -105,6 +110,7 @@ pub struct Worker {
     poll_interval: Duration,
     shutdown_timeout: Duration,
     stats_interval: Duration,
+    store_timeout: Duration,
     hooks: Arc<dyn WorkerHooks>,
 }
 
@@ -116,14 +122,19 @@ impl std::fmt::Debug for Worker {
             .field("batch_size", &self.batch_size)
             .field("lease", &self.lease)
             .field("heartbeat", &self.heartbeat)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
 
+/// The default bound of one store call made by the worker.
+pub const DEFAULT_WORKER_STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Builds a [`Worker`].
 ///
 /// Defaults: concurrency 8, batch size = concurrency, lease 30 s, heartbeat every lease / 3,
-/// poll interval 1 s, shutdown timeout 30 s, stats every 15 s, no hooks.
+/// poll interval 1 s, shutdown timeout 30 s, stats every 15 s, store timeout 10 s
+/// ([`DEFAULT_WORKER_STORE_TIMEOUT`]), no hooks.
 pub struct WorkerBuilder {
     store: Arc<dyn QueueStore>,
     queue: String,
@@ -134,6 +145,7 @@ pub struct WorkerBuilder {
     poll_interval: Duration,
     shutdown_timeout: Duration,
     stats_interval: Duration,
+    store_timeout: Duration,
     hooks: Arc<dyn WorkerHooks>,
 }
 
@@ -188,6 +200,19 @@ impl WorkerBuilder {
         self
     }
 
+    /// The longest one store call (claim, heartbeat, ack, fail, release, stats) may take
+    /// (positive; default [`DEFAULT_WORKER_STORE_TIMEOUT`]). A call that outlasts it counts as a store
+    /// error ([`Error::Unavailable`], reported to [`WorkerHooks::store_error`]) and the worker
+    /// keeps going: a claim is tried again after `poll_interval`, a heartbeat at the next beat,
+    /// and a message whose ack or fail timed out comes back when its lease expires.
+    ///
+    /// It does not cancel the work on the server: an ack that timed out may still commit.
+    /// Keep it above the store's normal worst case (a claim of `batch_size` rows under load).
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// Metrics hooks.
     pub fn hooks(mut self, hooks: Arc<dyn WorkerHooks>) -> Self {
         self.hooks = hooks;
@@ -219,6 +244,7 @@ impl WorkerBuilder {
         for (name, d) in [
             ("poll_interval", self.poll_interval),
             ("stats_interval", self.stats_interval),
+            ("store_timeout", self.store_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::InvalidConfig(format!("{name} must be positive")));
@@ -234,6 +260,7 @@ impl WorkerBuilder {
             poll_interval: self.poll_interval,
             shutdown_timeout: self.shutdown_timeout,
             stats_interval: self.stats_interval,
+            store_timeout: self.store_timeout,
             hooks: self.hooks,
         })
     }
@@ -272,6 +299,7 @@ impl Worker {
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(15),
+            store_timeout: DEFAULT_WORKER_STORE_TIMEOUT,
             hooks: Arc::new(NoHooks),
         }
     }
@@ -315,14 +343,23 @@ impl Worker {
             }
             let claimed = tokio::select! {
                 () = &mut shutdown => break,
-                claimed = self.store.claim(&self.queue, free.min(self.batch_size), self.lease) => claimed,
+                claimed = bounded(
+                    self.store_timeout,
+                    "claim",
+                    self.store.claim(&self.queue, free.min(self.batch_size), self.lease),
+                ) => claimed,
             };
             match claimed {
                 Ok(claimed) if !claimed.is_empty() => {
                     for c in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             // Cannot happen (we claimed at most `free`); give it back if it does.
-                            let _ = self.store.release(&c.lease).await;
+                            let _ = bounded(
+                                self.store_timeout,
+                                "release",
+                                self.store.release(&c.lease),
+                            )
+                            .await;
                             continue;
                         };
                         in_flight.lock().insert(c.lease.id, c.lease.clone());
@@ -332,6 +369,7 @@ impl Worker {
                             in_flight: in_flight.clone(),
                             lease_for: self.lease,
                             heartbeat: self.heartbeat,
+                            store_timeout: self.store_timeout,
                         };
                         let handler = handler.clone();
                         tasks.spawn(async move {
@@ -373,7 +411,7 @@ impl Worker {
             }
             let leftover: Vec<Lease> = in_flight.lock().drain().map(|(_, l)| l).collect();
             for lease in leftover {
-                match self.store.release(&lease).await {
+                match bounded(self.store_timeout, "release", self.store.release(&lease)).await {
                     Ok(()) => report.released += 1,
                     Err(Error::LeaseLost(_)) => {}
                     Err(e) => {
@@ -387,7 +425,7 @@ impl Worker {
     }
 
     async fn report_stats(&self) {
-        match self.store.stats().await {
+        match bounded(self.store_timeout, "stats", self.store.stats()).await {
             Ok(all) => {
                 let stats = all
                     .into_iter()
@@ -397,6 +435,30 @@ impl Worker {
             }
             Err(e) => self.hooks.store_error(&self.queue, &e),
         }
+    }
+}
+
+/// A store call that did not answer within the worker's `store_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} did not answer within {after:?}")]
+struct StoreTimeout {
+    operation: &'static str,
+    after: Duration,
+}
+
+/// Runs one store call with the worker's bound; an elapsed call is the store being
+/// unavailable, which every caller already handles (report it, keep going, let leases recover).
+async fn bounded<T>(
+    after: Duration,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(after, call).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Unavailable(Box::new(StoreTimeout {
+            operation,
+            after,
+        }))),
     }
 }
 
@@ -419,6 +481,7 @@ struct Job {
     in_flight: InFlight,
     lease_for: Duration,
     heartbeat: Duration,
+    store_timeout: Duration,
 }
 
 impl Job {
@@ -448,7 +511,13 @@ impl Job {
                     Ok(outcome) => outcome,
                     Err(e) => Outcome::retry("panic", format!("handler panicked: {e}")),
                 },
-                _ = beat.tick() => match self.store.extend(&lease, self.lease_for).await {
+                _ = beat.tick() => match bounded(
+                    self.store_timeout,
+                    "heartbeat",
+                    self.store.extend(&lease, self.lease_for),
+                )
+                .await
+                {
                     Ok(extended) => {
                         lease = extended;
                         self.in_flight.lock().insert(id, lease.clone());
@@ -465,15 +534,23 @@ impl Job {
         };
         let latency = started.elapsed();
         let settled = match outcome {
-            Outcome::Ack => match self.store.ack(&lease).await {
-                Ok(()) => {
-                    self.hooks.processed(&queue, latency);
-                    Ok(Settled::Acked)
+            Outcome::Ack => {
+                match bounded(self.store_timeout, "ack", self.store.ack(&lease)).await {
+                    Ok(()) => {
+                        self.hooks.processed(&queue, latency);
+                        Ok(Settled::Acked)
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Outcome::Retry(failure) | Outcome::Dead(failure) => {
-                match self.store.fail(&lease, failure.clone()).await {
+                match bounded(
+                    self.store_timeout,
+                    "fail",
+                    self.store.fail(&lease, failure.clone()),
+                )
+                .await
+                {
                     Ok(State::Dead) => {
                         tracing::warn!(queue = %queue, id = %id, error = %failure, "dead-lettered");
                         self.hooks.dead_lettered(&queue, latency, &failure);

@@ -52,6 +52,7 @@ struct Counting {
     dead: AtomicU64,
     stats_calls: AtomicU64,
     last_kind: Mutex<Option<String>>,
+    store_errors: Mutex<Vec<String>>,
 }
 
 impl WorkerHooks for Counting {
@@ -68,6 +69,10 @@ impl WorkerHooks for Counting {
     }
     fn queue_stats(&self, _stats: &QueueStats) {
         self.stats_calls.fetch_add(1, Ordering::SeqCst);
+    }
+    fn store_error(&self, _queue: &str, error: &Error) {
+        assert!(error.is_transient(), "{error}");
+        self.store_errors.lock().push(error.to_string());
     }
 }
 
@@ -324,6 +329,9 @@ fn builder_rejects_settings_that_cannot_work() {
     assert!(invalid(
         Worker::builder(store.clone(), "q").poll_interval(Duration::ZERO)
     ));
+    assert!(invalid(
+        Worker::builder(store.clone(), "q").store_timeout(Duration::ZERO)
+    ));
     let ok = Worker::builder(store, "q").build().unwrap();
     assert_eq!(ok.queue(), "q");
 }
@@ -445,4 +453,262 @@ async fn claims_take_every_free_slot_up_to_the_batch_size() {
     // Handlers finish together, so every wave of 8 freed slots is refilled by full claims
     // (6 + 2), never slot by slot.
     assert_eq!(fetched, [6, 2, 6, 2, 6, 2], "{claims:?}");
+}
+
+/// A store whose named calls never answer while they are in `stalled` (a black-holed
+/// database connection): the future stays pending, no error ever comes back.
+#[derive(Debug)]
+struct Stalling {
+    inner: Arc<MemoryQueue>,
+    stalled: Mutex<Vec<&'static str>>,
+}
+
+impl Stalling {
+    fn new(stalled: &[&'static str]) -> Arc<Self> {
+        Arc::new(Self {
+            inner: self::store(),
+            stalled: Mutex::new(stalled.to_vec()),
+        })
+    }
+
+    fn restore(&self) {
+        self.stalled.lock().clear();
+    }
+
+    async fn gate(&self, call: &str) {
+        if self.stalled.lock().contains(&call) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueStore for Stalling {
+    async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
+        self.inner.enqueue_batch(messages).await
+    }
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<steadfast_dlq::Claimed>, Error> {
+        self.gate("claim").await;
+        self.inner.claim(queue, limit, lease).await
+    }
+    async fn ack(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        self.gate("ack").await;
+        self.inner.ack(lease).await
+    }
+    async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
+        self.inner.ack_batch(leases).await
+    }
+    async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
+        self.gate("fail").await;
+        self.inner.fail(lease, failure).await
+    }
+    async fn extend(
+        &self,
+        lease: &steadfast_dlq::Lease,
+        lease_for: Duration,
+    ) -> Result<steadfast_dlq::Lease, Error> {
+        self.gate("extend").await;
+        self.inner.extend(lease, lease_for).await
+    }
+    async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        self.gate("release").await;
+        self.inner.release(lease).await
+    }
+    async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        filter: &steadfast_dlq::Filter,
+        page: steadfast_dlq::Page,
+    ) -> Result<Vec<steadfast_dlq::Message>, Error> {
+        self.inner.list(filter, page).await
+    }
+    async fn replay(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.replay(id).await
+    }
+    async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.replay_matching(filter).await
+    }
+    async fn delete(&self, id: MessageId) -> Result<bool, Error> {
+        self.inner.delete(id).await
+    }
+    async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.purge(filter).await
+    }
+    async fn prune(
+        &self,
+        retention: &steadfast_dlq::Retention,
+    ) -> Result<steadfast_dlq::Pruned, Error> {
+        self.inner.prune(retention).await
+    }
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        self.gate("stats").await;
+        self.inner.stats().await
+    }
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+/// Reads the memory store's stats directly (the decorator's own `stats` may be stalled).
+async fn settled_in(store: Arc<Stalling>, n: u64) {
+    settled(store.inner.clone(), n).await
+}
+
+/// Without a bound, the first claim would wait forever: the worker would neither process
+/// anything after the store came back nor see its shutdown signal through a store call.
+/// The outer `timeout` only turns such a hang into a failure (virtual time).
+#[tokio::test(start_paused = true)]
+async fn claims_that_never_answer_time_out_and_the_worker_keeps_claiming() {
+    let store = Stalling::new(&["claim", "stats"]);
+    fill(&*store, 3).await;
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .store_timeout(Duration::from_millis(500))
+        .poll_interval(Duration::from_millis(100))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let (s, h) = (store.clone(), hooks.clone());
+    let start = tokio::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        worker.run(|_m| async { Outcome::Ack }, async move {
+            while h.store_errors.lock().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            s.restore();
+            settled_in(s, 3).await;
+        }),
+    )
+    .await
+    .expect("the worker does not hang on a store that never answers");
+    assert_eq!(report.acked, 3);
+    let errors = hooks.store_errors.lock().clone();
+    assert!(errors.len() >= 3, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("claim did not answer within 500ms")),
+        "{errors:?}"
+    );
+    // Three timed-out claims (and the stats call before the first), no more.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_that_never_answers_does_not_hold_the_finished_handler() {
+    let store = Stalling::new(&["extend"]);
+    fill(&*store, 1).await;
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .lease(Duration::from_secs(3))
+        .heartbeat(Duration::from_secs(1))
+        .store_timeout(Duration::from_millis(200))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        worker.run(
+            |_m| async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                Outcome::Ack
+            },
+            settled_in(store.clone(), 1),
+        ),
+    )
+    .await
+    .expect("the worker does not hang on a heartbeat that never answers");
+    assert_eq!(report.acked, 1, "acked within its lease despite the beats");
+    let errors = hooks.store_errors.lock().clone();
+    assert_eq!(errors.len(), 2, "beats at 1 s and 2 s: {errors:?}");
+    assert!(errors[0].contains("heartbeat did not answer within 200ms"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_that_never_answers_is_a_store_error_and_the_lease_returns_the_message() {
+    let store = Stalling::new(&["ack"]);
+    fill(&*store, 1).await;
+    let hooks = Arc::new(Counting::default());
+    let runs = Arc::new(AtomicU64::new(0));
+    let worker = Worker::builder(store.clone(), "q")
+        .lease(Duration::from_secs(2))
+        .store_timeout(Duration::from_millis(300))
+        .poll_interval(Duration::from_millis(100))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let (s, r) = (store.clone(), runs.clone());
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        worker.run(
+            move |_m| {
+                let (s, r) = (s.clone(), r.clone());
+                async move {
+                    // The store comes back after the first run's ack stalled.
+                    if r.fetch_add(1, Ordering::SeqCst) == 1 {
+                        s.restore();
+                    }
+                    Outcome::Ack
+                }
+            },
+            settled_in(store.clone(), 1),
+        ),
+    )
+    .await
+    .expect("the worker does not hang on an ack that never answers");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "re-claimed after its lease");
+    assert_eq!(report.acked, 1);
+    assert_eq!(report.store_errors, 1);
+    let errors = hooks.store_errors.lock().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("ack did not answer within 300ms"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_forever_to_release_on_a_store_that_never_answers() {
+    let store = Stalling::new(&["release"]);
+    fill(&*store, 1).await;
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .shutdown_timeout(Duration::from_secs(1))
+        .store_timeout(Duration::from_millis(300))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let tx = Mutex::new(Some(tx));
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        worker.run(
+            move |_m| {
+                if let Some(tx) = tx.lock().take() {
+                    let _ = tx.send(());
+                }
+                std::future::pending::<Outcome>()
+            },
+            async move {
+                let _ = rx.await;
+            },
+        ),
+    )
+    .await
+    .expect("shutdown is bounded even when the release never answers");
+    assert_eq!(report.released, 0);
+    assert_eq!(report.store_errors, 1);
+    assert!(hooks.store_errors.lock()[0].contains("release did not answer"));
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use steadfast_circuit_breaker::Preset;
 use steadfast_dlq::{MemoryQueue, PostgresQueue, QueueConfig, QueueStore, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, PostgresStore, RedisStore};
@@ -107,19 +107,38 @@ pub async fn connect_postgres(config: &Config) -> Result<PgPool, StartupError> {
             what: "postgres",
             message: "DATABASE_URL is not set".into(),
         })?;
-    connect_url(url.expose(), config.storage.pool_size).await
+    connect_url(
+        url.expose(),
+        config.storage.pool_size,
+        Some(config.storage.store_timeout),
+    )
+    .await
 }
 
-async fn connect_url(url: &str, pool_size: u32) -> Result<PgPool, StartupError> {
+/// A pool on `url`. With `statement_timeout`, every connection gets it as Postgres's
+/// `statement_timeout` (sent in the start-up packet, so no extra round trip): a statement
+/// stuck on the server (a lock wait, a slow plan) is cancelled there and its connection comes
+/// back. A network that swallows packets is the client-side bound's job (`store_timeout`
+/// around each call); the server never sees those statements.
+async fn connect_url(
+    url: &str,
+    pool_size: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, StartupError> {
+    let cannot = |e: sqlx::Error| StartupError::Store {
+        what: "postgres",
+        message: format!("cannot connect: {e}"),
+    };
+    let mut options: PgConnectOptions = url.parse().map_err(cannot)?;
+    if let Some(t) = statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
+    }
     PgPoolOptions::new()
         .max_connections(pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect(url)
+        .connect_with(options)
         .await
-        .map_err(|e| StartupError::Store {
-            what: "postgres",
-            message: format!("cannot connect: {e}"),
-        })
+        .map_err(cannot)
 }
 
 /// Applies every store's migrations (idempotent; safe with several instances starting).
@@ -145,7 +164,8 @@ pub async fn migrate_pool(pool: &PgPool) -> Result<(), StartupError> {
 
 /// Applies the Postgres migrations of every store the service uses (`migrate` subcommand).
 pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
-    let pool = connect_url(database_url, 2).await?;
+    // No statement timeout: a migration may rightly take longer than one store call.
+    let pool = connect_url(database_url, 2, None).await?;
     migrate_pool(&pool).await
 }
 
@@ -238,8 +258,12 @@ async fn build_services(
             .map_err(|e| setup("service registry")(e.to_string()))?;
     }
     let graph_breaker = breakers.get_or_create(graph::BREAKER, Preset::Standard);
+    // No redirects: a 3xx from a downstream or the Graph API is an error of its own
+    // (`downstream_redirect`, `graph_redirect`). Followed, a 307 re-POSTs the user's phone
+    // number, text and history (or the reply and the bearer token) to any host it names.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| setup("http client")(e.to_string()))?;
     let graph = GraphClient::new(
@@ -367,6 +391,7 @@ impl App {
                 .lease(config.worker.lease)
                 .poll_interval(config.worker.poll_interval)
                 .shutdown_timeout(config.http.shutdown_grace)
+                .store_timeout(config.storage.store_timeout)
                 .hooks(Arc::new(MetricsHooks))
                 .build()
                 .map_err(|e| setup("worker")(e.to_string()))?;
@@ -513,4 +538,43 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool's connections carry the statement timeout, and Postgres enforces it.
+    #[tokio::test]
+    async fn pool_connections_carry_the_statement_timeout() {
+        // Skips (or fails in CI) as every Postgres test does when the server is unreachable.
+        let Some(_schema) = steadfast_testkit::postgres().await else {
+            return;
+        };
+        let url = steadfast_testkit::database_url();
+        let pool = connect_url(&url, 1, Some(Duration::from_millis(1500)))
+            .await
+            .unwrap();
+        let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(shown, "1500ms");
+        let err = sqlx::query("SELECT pg_sleep(3)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|c| c == "57014"),
+            "query_canceled: {err}"
+        );
+        let plain = connect_url(&url, 1, None).await.unwrap();
+        let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&plain)
+            .await
+            .unwrap();
+        assert_eq!(shown, "0", "the migrate pool has none");
+    }
 }

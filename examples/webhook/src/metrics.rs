@@ -50,6 +50,9 @@ pub const CONVERSATION_TIMEOUTS: &str = "webhook_conversation_timeouts_total";
 pub const CONVERSATION_CONFLICTS: &str = "webhook_conversation_conflicts_total";
 /// Conversations removed by retention (idle longer than `conversation.retention_days`).
 pub const CONVERSATIONS_PRUNED: &str = "webhook_conversations_pruned_total";
+/// Queue store calls of the worker that failed or outlasted `storage.store_timeout` (claim,
+/// heartbeat, ack, fail, release, stats); the worker keeps going and leases recover.
+pub const WORKER_STORE_ERRORS: &str = "webhook_worker_store_errors_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
@@ -136,5 +139,9 @@ fn describe() {
     describe_counter!(
         CONVERSATIONS_PRUNED,
         "Conversations removed by retention (idle past conversation.retention_days)"
+    );
+    describe_counter!(
+        WORKER_STORE_ERRORS,
+        "Worker queue store calls that failed or timed out"
     );
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use steadfast_service_registry::{CallError, Registry};
 use steadfast_state_machine::conversation::ChatMessage;
 
+use super::body::BodyError;
+
 /// The body POSTed to a downstream service.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DownstreamRequest {
@@ -56,6 +58,17 @@ pub enum AttemptError {
         /// `Retry-After`, when given.
         retry_after: Option<Duration>,
     },
+    /// A 3xx. Redirects are not followed: a 307/308 would re-POST the user's phone number,
+    /// text and history to whatever host the `Location` names. A redirect says the endpoint's
+    /// configured URL is wrong, which is the endpoint's fault, not the message's: it counts
+    /// as the endpoint's failure (its breaker sees it, and the service's other endpoints are
+    /// tried within the attempt), but no later attempt would get another answer, so the
+    /// message is not retried (see [`DownstreamError::Redirected`]).
+    #[error("HTTP {status} (redirect not followed)")]
+    Redirect {
+        /// The status.
+        status: u16,
+    },
 }
 
 /// Why the message could not be handed to the downstream.
@@ -77,13 +90,45 @@ pub enum DownstreamError {
         /// The status.
         status: u16,
     },
+    /// Every endpoint tried answered with a redirect (kind `downstream_redirect`): the
+    /// configuration is wrong, and retrying will not help until an operator fixes it.
+    #[error("downstream answered HTTP {status}; redirects are not followed")]
+    Redirected {
+        /// The status.
+        status: u16,
+    },
+    /// The reply's body is larger than `worker.max_response_bytes` (kind
+    /// `downstream_too_large`); nothing of it is kept. Not retried: the same message would get
+    /// the same reply.
+    #[error("downstream reply larger than {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
 }
 
-/// A 4xx is the message's fault, not the endpoint's: it is returned inside `Ok` so the
-/// endpoint's breaker does not count it.
+impl DownstreamError {
+    /// The error class recorded with the attempt (`downstream_timeout`, `downstream_http_404`,
+    /// `downstream_redirect`, `downstream_too_large`, ...).
+    pub fn kind(&self) -> String {
+        match self {
+            DownstreamError::Retryable { kind, .. } => kind.clone(),
+            DownstreamError::Rejected { status } => format!("downstream_http_{status}"),
+            DownstreamError::Redirected { .. } => "downstream_redirect".into(),
+            DownstreamError::TooLarge { .. } => "downstream_too_large".into(),
+        }
+    }
+}
+
+/// What the endpoint's breaker must not count, returned inside `Ok`:
+/// - a 4xx is the message's fault, not the endpoint's;
+/// - an oversized 2xx body is one reply's fault: the downstream did process the message, so
+///   another endpoint must not be asked to process it again, and one bad reply says nothing
+///   about the endpoint's availability.
 enum Answer {
     Reply(DownstreamReply),
     Refused(u16),
+    TooLarge(usize),
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -97,12 +142,13 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Calls `service` with `body`.
+/// Calls `service` with `body`; a reply body larger than `max_body` bytes is not read.
 pub async fn call(
     registry: &Registry,
     client: &reqwest::Client,
     service: &str,
     body: &DownstreamRequest,
+    max_body: usize,
 ) -> Result<DownstreamReply, DownstreamError> {
     let start = Instant::now();
     let result = registry
@@ -124,13 +170,19 @@ pub async fn call(
                         retry_after: retry_after(res.headers()),
                     });
                 }
+                if status.is_redirection() {
+                    return Err(AttemptError::Redirect {
+                        status: status.as_u16(),
+                    });
+                }
                 if !status.is_success() {
                     return Ok(Answer::Refused(status.as_u16()));
                 }
-                let bytes = res
-                    .bytes()
-                    .await
-                    .map_err(|e| AttemptError::Transport(e.without_url().to_string()))?;
+                let bytes = match super::body::read_capped(res, max_body).await {
+                    Ok(b) => b,
+                    Err(BodyError::TooLarge { limit }) => return Ok(Answer::TooLarge(limit)),
+                    Err(BodyError::Transport(m)) => return Err(AttemptError::Transport(m)),
+                };
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return Ok(Answer::Reply(DownstreamReply::default()));
                 }
@@ -147,6 +199,11 @@ pub async fn call(
     let outcome = match &result {
         Ok(Answer::Reply(_)) => "ok",
         Ok(Answer::Refused(_)) => "refused",
+        Ok(Answer::TooLarge(_)) => "too_large",
+        Err(CallError::Failed {
+            error: AttemptError::Redirect { .. },
+            ..
+        }) => "redirect",
         Err(CallError::Timeout { .. }) => "timeout",
         Err(CallError::Unavailable(_)) => "unavailable",
         Err(_) => "error",
@@ -156,6 +213,7 @@ pub async fn call(
     match result {
         Ok(Answer::Reply(r)) => Ok(r),
         Ok(Answer::Refused(status)) => Err(DownstreamError::Rejected { status }),
+        Ok(Answer::TooLarge(limit)) => Err(DownstreamError::TooLarge { limit }),
         Err(CallError::Timeout { after, .. }) => Err(DownstreamError::Retryable {
             kind: "downstream_timeout".into(),
             message: format!("{service} did not answer within {after:?}"),
@@ -178,6 +236,7 @@ pub async fn call(
                 message: format!("{service}: {m}"),
                 retry_after: None,
             },
+            AttemptError::Redirect { status } => DownstreamError::Redirected { status },
             AttemptError::Status {
                 status,
                 retry_after,

@@ -30,6 +30,53 @@ pub enum SendError {
         /// The status.
         status: u16,
     },
+    /// The Graph API answered with a redirect (kind `graph_redirect`). Not followed: the
+    /// reply (and the bearer token) would go wherever `Location` points. `graph_api_url` is
+    /// wrong; retrying will not help until an operator fixes it.
+    #[error("Graph API answered HTTP {status}; redirects are not followed")]
+    Redirected {
+        /// The status.
+        status: u16,
+    },
+    /// The delivery's `phone_number_id` is not a number (kind `graph_bad_phone_number_id`):
+    /// it goes into the request path, so nothing was sent. Not retryable.
+    #[error("phone_number_id is not 1 to {MAX_PHONE_NUMBER_ID_LEN} ASCII digits")]
+    BadPhoneNumberId,
+}
+
+impl SendError {
+    /// The error class recorded with the attempt (`graph_http_503`, `graph_redirect`, ...).
+    pub fn kind(&self) -> String {
+        match self {
+            SendError::Retryable { kind, .. } => kind.clone(),
+            SendError::Refused { status } => format!("graph_http_{status}"),
+            SendError::Redirected { .. } => "graph_redirect".into(),
+            SendError::BadPhoneNumberId => "graph_bad_phone_number_id".into(),
+        }
+    }
+}
+
+/// WhatsApp's limit on a text message's body, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// The longest `phone_number_id` taken (Meta's are 15 or 16 digits).
+pub const MAX_PHONE_NUMBER_ID_LEN: usize = 32;
+
+/// `text` cut to at most [`MAX_TEXT_CHARS`] characters (Unicode scalar values, not bytes),
+/// at a character boundary: a longer body would be refused by the Graph API, and the same
+/// cut text is what the conversation records.
+pub fn cap_text(text: &str) -> &str {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Whether `id` may go into the Graph API path: 1 to [`MAX_PHONE_NUMBER_ID_LEN`] ASCII digits.
+/// It comes from the delivery's metadata; anything else (`..`, `/`, `?`, `%2F`) would let the
+/// sender choose the path the token is sent to.
+pub fn valid_phone_number_id(id: &str) -> bool {
+    (1..=MAX_PHONE_NUMBER_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Sends text replies (or logs them, in demo mode).
@@ -54,6 +101,7 @@ impl std::fmt::Debug for GraphClient {
 enum Sent {
     Ok,
     Refused(u16),
+    Redirected(u16),
     Failed(u16, Option<Duration>),
 }
 
@@ -81,13 +129,19 @@ impl GraphClient {
         &self.breaker
     }
 
-    /// Sends `text` to `to` from our number `phone_number_id`.
+    /// Sends `text` to `to` from our number `phone_number_id` (which must be digits, see
+    /// [`valid_phone_number_id`]; checked in demo mode too, so both modes fail alike).
     pub async fn send_text(
         &self,
         phone_number_id: &str,
         to: &str,
         text: &str,
     ) -> Result<(), SendError> {
+        if !valid_phone_number_id(phone_number_id) {
+            metrics::counter!(crate::metrics::OUTBOUND_REPLIES, "outcome" => "rejected")
+                .increment(1);
+            return Err(SendError::BadPhoneNumberId);
+        }
         let Some(token) = &self.token else {
             // Demo mode: there is no real user to reach, so the reply is shown in the log.
             tracing::info!(to = %Masked(to), demo_reply = %text, "reply (demo mode: logged, not sent)");
@@ -107,11 +161,14 @@ impl GraphClient {
             .bearer_auth(token.expose())
             .timeout(self.timeout)
             .json(&body);
-        // A 4xx is about this reply, not the Graph API's health: the breaker ignores it.
+        // A 4xx is about this reply, not the Graph API's health: the breaker ignores it. A
+        // redirect is about the configured URL, which every reply shares: it counts as a
+        // failure, so a wrong `graph_api_url` opens the breaker and later replies wait (and
+        // are retried once it is fixed) instead of each becoming a dead letter.
         let classify = |r: &Result<Sent, reqwest::Error>| match r {
             Ok(Sent::Ok) => Outcome::Success,
             Ok(Sent::Refused(_)) => Outcome::Ignore,
-            Ok(Sent::Failed(..)) | Err(_) => Outcome::Failure,
+            Ok(Sent::Redirected(_) | Sent::Failed(..)) | Err(_) => Outcome::Failure,
         };
         let result = self
             .breaker
@@ -120,6 +177,8 @@ impl GraphClient {
                 let status = res.status();
                 Ok(if status.is_success() {
                     Sent::Ok
+                } else if status.is_redirection() {
+                    Sent::Redirected(status.as_u16())
                 } else if status.is_server_error() || status.as_u16() == 429 {
                     let after = res
                         .headers()
@@ -136,6 +195,7 @@ impl GraphClient {
         let (outcome, ret) = match result {
             Ok(Sent::Ok) => ("sent", Ok(())),
             Ok(Sent::Refused(status)) => ("rejected", Err(SendError::Refused { status })),
+            Ok(Sent::Redirected(status)) => ("failed", Err(SendError::Redirected { status })),
             Ok(Sent::Failed(status, retry_after)) => (
                 "failed",
                 Err(SendError::Retryable {
@@ -175,5 +235,93 @@ impl GraphClient {
         };
         metrics::counter!(crate::metrics::OUTBOUND_REPLIES, "outcome" => outcome).increment(1);
         ret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steadfast_circuit_breaker::Preset;
+
+    #[test]
+    fn phone_number_ids_are_digits_only() {
+        for ok in ["106540352242922", "1", &"9".repeat(MAX_PHONE_NUMBER_ID_LEN)] {
+            assert!(valid_phone_number_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../../me",
+            "123/../456",
+            "123?x=1",
+            "123%2F456",
+            "123#",
+            " 123",
+            "123 ",
+            "+123",
+            "-1",
+            "1e5",
+            "\u{0661}\u{0662}", // Arabic-Indic digits are digits, not ASCII ones
+            "１２３",           // full-width
+            &"9".repeat(MAX_PHONE_NUMBER_ID_LEN + 1),
+        ] {
+            assert!(!valid_phone_number_id(bad), "{bad:?}");
+        }
+    }
+
+    /// A bad id is refused before any request: the base URL here would fail the test with a
+    /// transport error (nothing listens on port 9) if one were made, and the breaker records
+    /// nothing.
+    #[tokio::test]
+    async fn a_bad_phone_number_id_is_a_typed_error_and_no_request() {
+        let breakers = steadfast_circuit_breaker::Registry::new();
+        let breaker = breakers.get_or_create(BREAKER, Preset::Standard);
+        let client = GraphClient::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9".into(),
+            Some(Secret::new("test-access-token")),
+            Duration::from_secs(1),
+            breaker.clone(),
+        );
+        for bad in ["../../v1/other", "1/messages?x=", ""] {
+            let err = client
+                .send_text(bad, "250788123456", "hi")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SendError::BadPhoneNumberId), "{bad}: {err}");
+            assert_eq!(err.kind(), "graph_bad_phone_number_id");
+        }
+        assert_eq!(
+            breaker.metrics().calls,
+            0,
+            "no call went through the breaker"
+        );
+        // Demo mode (no token) refuses it the same way.
+        let demo = GraphClient::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9".into(),
+            None,
+            Duration::from_secs(1),
+            breaker,
+        );
+        assert!(matches!(
+            demo.send_text("a/b", "250788123456", "hi").await,
+            Err(SendError::BadPhoneNumberId)
+        ));
+    }
+
+    #[test]
+    fn text_is_capped_at_4096_characters_on_a_char_boundary() {
+        assert_eq!(cap_text("short"), "short");
+        let exact = "a".repeat(MAX_TEXT_CHARS);
+        assert_eq!(cap_text(&exact), exact);
+        let long = "a".repeat(5000);
+        assert_eq!(cap_text(&long).chars().count(), MAX_TEXT_CHARS);
+        // Multi-byte characters: counted as characters, cut between them.
+        let wide = "é☕😀".repeat(2000);
+        let cut = cap_text(&wide);
+        assert_eq!(cut.chars().count(), MAX_TEXT_CHARS);
+        assert!(wide.starts_with(cut));
+        assert!(cut.len() > MAX_TEXT_CHARS, "bytes are not the measure");
     }
 }

@@ -7,7 +7,13 @@
 //! conversation; mark the message processed. Failures return [`Outcome::Retry`] (the queue
 //! backs off and, after the last attempt, dead-letters the message with every attempt's
 //! error) or [`Outcome::Dead`] when no retry can help.
+//!
+//! Every store call here is bounded by `storage.store_timeout`: a database that stops
+//! answering fails the attempt (kind `store_timeout`, retried) instead of hanging the slot.
+//! Outbound calls follow no redirects, read at most `worker.max_response_bytes` of a reply,
+//! and send (and record) at most WhatsApp's 4096 characters of it.
 
+pub mod body;
 pub mod conversation;
 pub mod downstream;
 pub mod graph;
@@ -141,7 +147,9 @@ impl Services {
 
     async fn process(&self, job: &InboundMessage, attempt: u32, max_attempts: u32) -> Outcome {
         let start = Instant::now();
-        match tokio::time::timeout(MARKER_TIMEOUT, self.processed.seen(&job.message_id)).await {
+        let store_timeout = self.config.storage.store_timeout;
+        let marker_timeout = MARKER_TIMEOUT.min(store_timeout);
+        match tokio::time::timeout(marker_timeout, self.processed.seen(&job.message_id)).await {
             Ok(Ok(true)) => {
                 tracing::info!("already processed; duplicate skipped");
                 metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "duplicate")
@@ -159,12 +167,19 @@ impl Services {
             .text
             .clone()
             .unwrap_or_else(|| format!("[{}]", job.kind));
-        let begun =
-            match conversation::begin(&self.conversations, &self.router, job, &text, attempt).await
-            {
-                Ok(b) => b,
-                Err(e) => return Outcome::retry("conversation_store", e.to_string()),
-            };
+        let begun = match conversation::begin(
+            &self.conversations,
+            &self.router,
+            job,
+            &text,
+            attempt,
+            store_timeout,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return Outcome::retry(e.kind(), e.to_string()),
+        };
         let service = begun.service.clone();
         metrics::counter!(crate::metrics::ROUTED, "service" => service.clone(), "reason" => begun.reason.as_str())
             .increment(1);
@@ -185,15 +200,24 @@ impl Services {
                 .cloned()
                 .collect(),
         };
-        let reply = match downstream::call(&self.registry, &self.http, &service, &request).await {
+        let reply = match downstream::call(
+            &self.registry,
+            &self.http,
+            &service,
+            &request,
+            self.config.worker.max_response_bytes,
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(DownstreamError::Rejected { status }) => {
-                self.fail_conversation(job, &format!("{service} refused the message ({status})"))
+            Err(
+                e @ (DownstreamError::Rejected { .. }
+                | DownstreamError::Redirected { .. }
+                | DownstreamError::TooLarge { .. }),
+            ) => {
+                self.fail_conversation(job, &format!("{service}: {e}"))
                     .await;
-                return Outcome::dead(
-                    format!("downstream_http_{status}"),
-                    format!("{service} refused the message with HTTP {status}"),
-                );
+                return Outcome::dead(e.kind(), format!("{service}: {e}"));
             }
             Err(DownstreamError::Retryable {
                 kind,
@@ -207,7 +231,7 @@ impl Services {
                     if let Some(text) = fallback_reply(&self.config, &service) {
                         if let Err(e) = self
                             .graph
-                            .send_text(&job.phone_number_id, &job.from, &text)
+                            .send_text(&job.phone_number_id, &job.from, graph::cap_text(&text))
                             .await
                         {
                             tracing::warn!(error = %e, "fallback reply not sent");
@@ -222,18 +246,25 @@ impl Services {
             }
         };
 
-        if let Some(text) = reply.reply.as_deref().filter(|t| !t.is_empty()) {
+        // What is sent is what is recorded: both cut to WhatsApp's limit.
+        if let Some(text) = reply
+            .reply
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(graph::cap_text)
+        {
             match self
                 .graph
                 .send_text(&job.phone_number_id, &job.from, text)
                 .await
             {
                 Ok(()) => {}
-                Err(SendError::Refused { status }) => {
-                    return Outcome::dead(
-                        format!("graph_http_{status}"),
-                        format!("Graph API refused the reply with HTTP {status}"),
-                    );
+                Err(
+                    e @ (SendError::Refused { .. }
+                    | SendError::Redirected { .. }
+                    | SendError::BadPhoneNumberId),
+                ) => {
+                    return Outcome::dead(e.kind(), e.to_string());
                 }
                 Err(SendError::Retryable {
                     kind,
@@ -254,20 +285,31 @@ impl Services {
                     text: text.to_owned(),
                     done: reply.done,
                 },
+                store_timeout,
             )
             .await
             {
                 // The reply went out; only the history misses it. Not worth a retry that
-                // would send the reply twice.
+                // would send the reply twice (a timeout included).
                 tracing::warn!(error = %e, "reply sent but not recorded in the conversation");
             }
         }
-        if let Err(e) = self
-            .processed
-            .mark_processed(&job.message_id, start.elapsed())
-            .await
+        // As above: after the reply went out, a timed-out marker is logged, not retried.
+        match tokio::time::timeout(
+            store_timeout,
+            self.processed
+                .mark_processed(&job.message_id, start.elapsed()),
+        )
+        .await
         {
-            tracing::warn!(error = %e, "processed marker not written; a redelivery would be processed again");
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "processed marker not written; a redelivery would be processed again")
+            }
+            Err(_) => tracing::warn!(
+                timeout_ms = store_timeout.as_millis() as u64,
+                "processed marker timed out; a redelivery would be processed again"
+            ),
         }
         Outcome::Ack
     }
@@ -279,6 +321,7 @@ impl Services {
             ConvEvent::Fail {
                 reason: reason.to_owned(),
             },
+            self.config.storage.store_timeout,
         )
         .await
         {
@@ -409,6 +452,7 @@ impl WorkerHooks for MetricsHooks {
         metrics::gauge!(crate::metrics::QUEUE_OLDEST_AGE).set(stats.oldest_due_age.as_secs_f64());
     }
     fn store_error(&self, queue: &str, error: &steadfast_dlq::Error) {
+        metrics::counter!(crate::metrics::WORKER_STORE_ERRORS).increment(1);
         tracing::error!(queue, error = %error, "queue store error in the worker");
     }
 }

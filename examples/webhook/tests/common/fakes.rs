@@ -128,3 +128,61 @@ pub async fn start_graph() -> (String, Arc<GraphLog>) {
     });
     (format!("http://{addr}"), log)
 }
+
+/// What a scripted downstream answers to every POST.
+#[derive(Clone)]
+pub enum Script {
+    /// `307 Temporary Redirect` to this URL.
+    Redirect(String),
+    /// `200` with `{"reply": text}`.
+    Reply(String),
+    /// `200` with a JSON body of about `bytes` bytes: with a `Content-Length` when `declared`,
+    /// else streamed in 64 KiB chunks (chunked, no length up front).
+    Huge { bytes: usize, declared: bool },
+}
+
+/// A downstream that answers by `script`; returns its URL and how many requests it got.
+pub async fn start_scripted(script: Script) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::body::Body;
+    use axum::response::Response;
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().fallback(move || {
+        let (script, h) = (script.clone(), h.clone());
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            match script {
+                Script::Redirect(to) => Response::builder()
+                    .status(StatusCode::TEMPORARY_REDIRECT)
+                    .header("location", to)
+                    .body(Body::empty())
+                    .unwrap(),
+                Script::Reply(text) => Json(json!({ "reply": text })).into_response(),
+                Script::Huge { bytes, declared } => {
+                    const CHUNK: usize = 64 * 1024;
+                    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+                    let n = bytes / CHUNK;
+                    let parts = std::iter::once(bytes::Bytes::from_static(b"{\"reply\": \""))
+                        .chain(std::iter::repeat_n(chunk, n))
+                        .chain(std::iter::once(bytes::Bytes::from_static(b"\"}")));
+                    if declared {
+                        let mut whole = Vec::with_capacity(bytes + 16);
+                        for part in parts {
+                            whole.extend_from_slice(&part);
+                        }
+                        Body::from(whole).into_response()
+                    } else {
+                        Body::from_stream(futures::stream::iter(parts.map(Ok::<_, std::io::Error>)))
+                            .into_response()
+                    }
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), hits)
+}
