@@ -254,6 +254,13 @@ mod tests {
         async fn delete(&self, key: &str) -> Result<bool, steadfast_state_machine::Error> {
             self.inner.delete(key).await
         }
+        async fn prune_idle(
+            &self,
+            saved_before: chrono::DateTime<Utc>,
+            limit: usize,
+        ) -> Result<u64, steadfast_state_machine::Error> {
+            self.inner.prune_idle(saved_before, limit).await
+        }
     }
 
     fn message() -> InboundMessage {
