@@ -227,9 +227,10 @@ async fn breakers(State(app): State<AppState>) -> Response {
     let list: Vec<_> = s
         .all_breakers()
         .into_iter()
-        .map(|(name, b)| {
-            let mut m = serde_json::to_value(b.metrics()).unwrap_or_default();
-            m["name"] = json!(name);
+        .map(|b| {
+            let mut m = serde_json::to_value(b.breaker.metrics()).unwrap_or_default();
+            m["name"] = json!(b.name);
+            m["service"] = json!(b.service);
             m
         })
         .collect();
@@ -247,14 +248,14 @@ async fn breaker_action(
     let targets: Vec<_> = s
         .all_breakers()
         .into_iter()
-        .filter(|(n, _)| *n == name || n.split_once('@').is_some_and(|(svc, _)| svc == name))
+        .filter(|b| b.name == name || b.service.as_deref() == Some(name.as_str()))
         .collect();
     if targets.is_empty() {
         return Problem::new(StatusCode::NOT_FOUND)
             .detail(format!("no breaker or service named {name:?}"))
             .into_response();
     }
-    for (_, b) in &targets {
+    for b in targets.iter().map(|t| &t.breaker) {
         match action.as_str() {
             "open" => b.force_open(),
             "close" => b.transition_to_closed(),
@@ -268,7 +269,7 @@ async fn breaker_action(
     s.refresh_gauges();
     let states: Vec<_> = targets
         .iter()
-        .map(|(n, b)| json!({"name": n, "state": b.state().as_str()}))
+        .map(|b| json!({"name": b.name, "state": b.breaker.state().as_str()}))
         .collect();
     Json(json!({"breakers": states})).into_response()
 }
