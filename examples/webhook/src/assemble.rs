@@ -333,8 +333,13 @@ impl App {
             config.rate_limit.burst,
             config.http.trust_forwarded_for,
         );
+        let checks =
+            crate::checks::Checks::new(ingestor.clone(), config.storage.queue_name.clone());
+        // Once before serving, so the first /health and /metrics are already right.
+        checks.refresh_all().await;
         let state = AppState {
             verifier: Verifier::new(config.whatsapp.app_secret.expose().as_bytes()),
+            checks: checks.clone(),
             ingestor,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
@@ -348,6 +353,7 @@ impl App {
             metrics,
             shutdown_rx.clone(),
         ))];
+        tasks.push(tokio::spawn(checks.run(shutdown_rx.clone())));
         tasks.push(tokio::spawn(maintenance(
             stores.queue.clone(),
             stores.markers.clone(),

@@ -48,6 +48,8 @@ pub const OUTBOUND_REPLIES: &str = "webhook_outbound_replies_total";
 pub const CONVERSATION_TIMEOUTS: &str = "webhook_conversation_timeouts_total";
 /// Conversation save conflicts (optimistic concurrency), retried.
 pub const CONVERSATION_CONFLICTS: &str = "webhook_conversation_conflicts_total";
+/// Admin API requests refused for their token, labelled `reason` (`missing`, `mismatch`).
+pub const ADMIN_AUTH_FAILURES: &str = "webhook_admin_auth_failures_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
@@ -131,4 +133,12 @@ fn describe() {
         CONVERSATION_CONFLICTS,
         "Conversation save conflicts retried"
     );
+    describe_counter!(
+        ADMIN_AUTH_FAILURES,
+        "Admin API requests refused for a missing or wrong bearer token"
+    );
+    // Present at 0 from the start, so that `increase()` sees the first failure.
+    for reason in ["missing", "mismatch"] {
+        metrics::counter!(ADMIN_AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
 }
