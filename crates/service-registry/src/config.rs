@@ -227,13 +227,13 @@ impl ServiceConfigBuilder {
             if !seen.insert(e.url()) {
                 return Err(Error::invalid(
                     "endpoints",
-                    format!("{:?} is listed twice", e.url()),
+                    format!("{:?} is listed twice", e.redacted()),
                 ));
             }
             if e.get_weight() == 0 {
                 return Err(Error::invalid(
                     "endpoints",
-                    format!("{:?} has weight 0; weights start at 1", e.url()),
+                    format!("{:?} has weight 0; weights start at 1", e.redacted()),
                 ));
             }
         }

@@ -31,7 +31,7 @@ pub enum Error {
     UnknownEndpoint {
         /// The service name.
         service: String,
-        /// The endpoint URL as registered.
+        /// The endpoint URL asked for, [redacted](crate::Endpoint::redact).
         endpoint: String,
     },
     /// Every endpoint is unhealthy, ejected or draining, and panic mode is off or not reached:
@@ -80,7 +80,7 @@ pub enum CallError<E> {
     Timeout {
         /// The service name.
         service: String,
-        /// The endpoint URL.
+        /// The endpoint URL, [redacted](crate::Endpoint::redacted).
         endpoint: String,
         /// The timeout that elapsed.
         after: Duration,
@@ -90,7 +90,7 @@ pub enum CallError<E> {
     Failed {
         /// The service name.
         service: String,
-        /// The endpoint URL.
+        /// The endpoint URL, [redacted](crate::Endpoint::redacted).
         endpoint: String,
         /// The closure's error.
         error: E,
@@ -106,7 +106,7 @@ impl<E> CallError<E> {
         }
     }
 
-    /// The endpoint of the last attempt, when one was tried.
+    /// The endpoint of the last attempt (its redacted URL), when one was tried.
     pub fn endpoint(&self) -> Option<&str> {
         match self {
             Self::Timeout { endpoint, .. } | Self::Failed { endpoint, .. } => Some(endpoint),

@@ -27,7 +27,7 @@ pub enum RegistryEvent {
     EndpointStateChanged {
         /// The service name.
         service: String,
-        /// The endpoint URL.
+        /// The endpoint URL, [redacted](crate::Endpoint::redacted): no credentials or query.
         endpoint: String,
         /// The state before.
         from: HealthState,

@@ -126,7 +126,7 @@ impl Member {
                 // No subscriber is not an error.
                 let _ = events.send(RegistryEvent::EndpointStateChanged {
                     service: self.service.to_string(),
-                    endpoint: self.endpoint.url().to_owned(),
+                    endpoint: self.endpoint.redacted().to_owned(),
                     from: HealthState::from_u8(before),
                     to: now,
                     reason: reason.map(str::to_owned),

@@ -45,8 +45,11 @@ struct Inner {
 pub struct EndpointBreaker {
     /// The service name.
     pub service: String,
-    /// The endpoint URL.
+    /// The endpoint URL, [redacted](crate::Endpoint::redacted): no credentials or query.
     pub endpoint: String,
+    /// The endpoint's position in its service (registration order, from 0): tells apart two
+    /// endpoints whose redacted URLs are equal.
+    pub index: usize,
     /// The breaker (a handle: state, metrics, events, manual control).
     pub breaker: CircuitBreaker,
 }
@@ -295,7 +298,7 @@ impl Registry {
                 async move {
                     let (lease, future) = attempt?;
                     let outcome = tokio::time::timeout(timeout, future).await;
-                    let endpoint = lease.endpoint().url().to_owned();
+                    let endpoint = lease.endpoint().redacted().to_owned();
                     match outcome {
                         Ok(Ok(value)) => {
                             lease.success();
@@ -337,7 +340,8 @@ impl Registry {
     }
 
     /// Drains (`true`) or restores (`false`) one endpoint: a draining endpoint gets no new calls,
-    /// even in panic mode; calls in flight finish.
+    /// even in panic mode; calls in flight finish. `endpoint` is the URL as registered, or its
+    /// [redacted](crate::Endpoint::redacted) form when that names exactly one endpoint.
     ///
     /// # Errors
     /// [`Error::UnknownService`] or [`Error::UnknownEndpoint`].
@@ -350,6 +354,7 @@ impl Registry {
     }
 
     /// The breaker of one endpoint (to inspect it, or force it open or closed by hand).
+    /// `endpoint` as for [`set_draining`](Self::set_draining).
     ///
     /// # Errors
     /// [`Error::UnknownService`] or [`Error::UnknownEndpoint`].
@@ -366,11 +371,15 @@ impl Registry {
         services
             .iter()
             .flat_map(|s| {
-                s.members.iter().map(|m| EndpointBreaker {
-                    service: s.name.to_string(),
-                    endpoint: m.endpoint.url().to_owned(),
-                    breaker: m.breaker.clone(),
-                })
+                s.members
+                    .iter()
+                    .enumerate()
+                    .map(|(index, m)| EndpointBreaker {
+                        service: s.name.to_string(),
+                        endpoint: m.endpoint.redacted().to_owned(),
+                        index,
+                        breaker: m.breaker.clone(),
+                    })
             })
             .collect()
     }

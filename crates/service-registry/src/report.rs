@@ -70,7 +70,9 @@ pub struct ServiceReport {
 /// One endpoint in a [`ServiceReport`].
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointReport {
-    /// The endpoint URL.
+    /// The endpoint's position in its service (registration order, from 0).
+    pub index: usize,
+    /// The endpoint URL, [redacted](crate::Endpoint::redacted): no credentials or query.
     pub url: String,
     /// Its balancing weight.
     pub weight: u32,
@@ -95,11 +97,12 @@ pub struct EndpointReport {
 }
 
 impl EndpointReport {
-    fn of(member: &Member, events: &broadcast::Sender<RegistryEvent>) -> Self {
+    fn of(index: usize, member: &Member, events: &broadcast::Sender<RegistryEvent>) -> Self {
         let state = member.observe(events, None);
         let check = member.check.lock();
         Self {
-            url: member.endpoint.url().to_owned(),
+            index,
+            url: member.endpoint.redacted().to_owned(),
             weight: member.endpoint.get_weight(),
             metadata: member.endpoint.all_metadata().clone(),
             state,
@@ -119,7 +122,8 @@ impl ServiceReport {
         let endpoints: Vec<_> = service
             .members
             .iter()
-            .map(|m| EndpointReport::of(m, events))
+            .enumerate()
+            .map(|(i, m)| EndpointReport::of(i, m, events))
             .collect();
         let eligible = endpoints.iter().filter(|e| e.state.is_eligible()).count();
         let status = match eligible {

@@ -107,13 +107,23 @@ impl Service {
         }
     }
 
+    /// The member whose URL is `endpoint`, or else whose redacted URL is, when exactly one is
+    /// (reports and events show only the redacted URL).
     pub(crate) fn member(&self, endpoint: &str) -> Result<&Arc<Member>, Error> {
-        self.members
-            .iter()
-            .find(|m| m.endpoint.url() == endpoint)
+        let exact = self.members.iter().find(|m| m.endpoint.url() == endpoint);
+        let redacted = || {
+            let mut found = self
+                .members
+                .iter()
+                .filter(|m| m.endpoint.redacted() == endpoint);
+            found.next().filter(|_| found.next().is_none())
+        };
+        exact
+            .or_else(redacted)
             .ok_or_else(|| Error::UnknownEndpoint {
                 service: self.name.to_string(),
-                endpoint: endpoint.to_owned(),
+                // What the caller asked for may be a URL with credentials too.
+                endpoint: crate::Endpoint::redact(endpoint),
             })
     }
 
@@ -225,14 +235,15 @@ impl Service {
     }
 }
 
-/// One breaker per endpoint, named `service endpoint` in its events and metrics.
+/// One breaker per endpoint, named `service endpoint` (the redacted URL) in its events and
+/// metrics.
 fn breaker(
     service: &str,
     endpoint: &crate::Endpoint,
     config: &ServiceConfig,
     clock: Option<&Arc<dyn Clock>>,
 ) -> CircuitBreaker {
-    let name = format!("{service} {}", endpoint.url());
+    let name = format!("{service} {}", endpoint.redacted());
     match clock {
         Some(clock) => {
             CircuitBreaker::named_with_clock(name, config.breaker.clone(), Arc::clone(clock))

@@ -578,3 +578,69 @@ fn the_call_future_is_send() {
     );
     assert_send(&fallback);
 }
+
+/// An endpoint URL may carry credentials and a token in its query. The call gets the URL
+/// whole; nothing the registry shows (report, events, errors, breaker names, `Display`) does.
+#[tokio::test]
+async fn credentials_in_an_endpoint_url_are_never_shown() {
+    const SECRET: &str = "s3cretpass";
+    let url = format!("http://user:{SECRET}@127.0.0.1:9/x?token={SECRET}");
+    let registry = Registry::new();
+    let mut events = registry.subscribe();
+    registry
+        .register(
+            ServiceConfig::builder("jobs")
+                .endpoint(url.as_str())
+                .breaker(touchy_breaker())
+                .retry(quick_retry())
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let mut shown = Vec::new();
+    for _ in 0..2 {
+        let err = registry
+            .call("jobs", |endpoint| {
+                assert_eq!(endpoint.url(), url, "the call gets the URL whole");
+                shown.push(format!("{endpoint} {endpoint:?}"));
+                async { Err::<(), _>("refused") }
+            })
+            .await
+            .unwrap_err();
+        shown.push(format!("{err} {err:?}"));
+        shown.push(err.endpoint().unwrap_or_default().to_owned());
+    }
+    let event = wait_for(&mut events, |e| {
+        matches!(e, RegistryEvent::EndpointStateChanged { to, .. } if *to == HealthState::Ejected)
+    })
+    .await;
+    shown.push(format!("{event:?}"));
+    let report = serde_json::to_string(&registry.report()).unwrap();
+    assert!(
+        report.contains("\"url\":\"http://127.0.0.1:9/x\""),
+        "{report}"
+    );
+    shown.push(report);
+    for b in registry.breakers() {
+        assert_eq!((b.endpoint.as_str(), b.index), ("http://127.0.0.1:9/x", 0));
+        shown.push(format!("{b:?}"));
+        shown.push(b.breaker.metrics().name);
+    }
+    let unknown = registry
+        .set_draining("jobs", &format!("http://admin:{SECRET}@10.0.0.1:1"), true)
+        .unwrap_err();
+    shown.push(unknown.to_string());
+    let twice = ServiceConfig::builder("twice")
+        .endpoints([url.as_str(), url.as_str()])
+        .build()
+        .unwrap_err();
+    shown.push(twice.to_string());
+    for s in &shown {
+        assert!(!s.contains(SECRET), "{s}");
+    }
+    // The redacted URL still addresses the endpoint when it names only one.
+    registry
+        .set_draining("jobs", "http://127.0.0.1:9/x", true)
+        .unwrap();
+    assert_eq!(registry.breaker("jobs", &url).unwrap().state(), State::Open);
+}

@@ -33,8 +33,21 @@ async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())));
-    if !ok {
+    let failure = match presented {
+        None => Some("missing"),
+        Some(p) if !bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())) => Some("mismatch"),
+        Some(_) => None,
+    };
+    if let Some(reason) = failure {
+        // Someone without the token is trying the admin API: worth an alert when it repeats.
+        // Never log what was presented: a near-miss token, or the real one sent to the wrong
+        // place, must not end up in the logs.
+        metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES, "reason" => reason).increment(1);
+        tracing::warn!(
+            reason,
+            method = crate::http::middleware::method_label(request.method()),
+            "admin API: authentication failed"
+        );
         return Problem::new(StatusCode::UNAUTHORIZED)
             .detail("admin API: send Authorization: Bearer <ADMIN_TOKEN>")
             .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
@@ -84,11 +97,16 @@ fn bad_request(detail: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn store_down(e: &steadfast_dlq::Error) -> Response {
-    tracing::error!(error = %e, "admin: queue store error");
+/// 503 for a store error. The driver's text (hosts, users, SQL) goes to the log only.
+fn unavailable(store: &'static str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(store, error = %error, "admin: store error");
     Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-        .detail(format!("queue store: {e}"))
+        .detail(format!("{store} store unavailable; retry later"))
         .into_response()
+}
+
+fn store_down(e: &steadfast_dlq::Error) -> Response {
+    unavailable("queue", e)
 }
 
 impl DlqQuery {
@@ -227,9 +245,10 @@ async fn breakers(State(app): State<AppState>) -> Response {
     let list: Vec<_> = s
         .all_breakers()
         .into_iter()
-        .map(|(name, b)| {
-            let mut m = serde_json::to_value(b.metrics()).unwrap_or_default();
-            m["name"] = json!(name);
+        .map(|b| {
+            let mut m = serde_json::to_value(b.breaker.metrics()).unwrap_or_default();
+            m["name"] = json!(b.name);
+            m["service"] = json!(b.service);
             m
         })
         .collect();
@@ -247,14 +266,14 @@ async fn breaker_action(
     let targets: Vec<_> = s
         .all_breakers()
         .into_iter()
-        .filter(|(n, _)| *n == name || n.split_once('@').is_some_and(|(svc, _)| svc == name))
+        .filter(|b| b.name == name || b.service.as_deref() == Some(name.as_str()))
         .collect();
     if targets.is_empty() {
         return Problem::new(StatusCode::NOT_FOUND)
             .detail(format!("no breaker or service named {name:?}"))
             .into_response();
     }
-    for (_, b) in &targets {
+    for b in targets.iter().map(|t| &t.breaker) {
         match action.as_str() {
             "open" => b.force_open(),
             "close" => b.transition_to_closed(),
@@ -268,7 +287,7 @@ async fn breaker_action(
     s.refresh_gauges();
     let states: Vec<_> = targets
         .iter()
-        .map(|(n, b)| json!({"name": n, "state": b.state().as_str()}))
+        .map(|b| json!({"name": b.name, "state": b.breaker.state().as_str()}))
         .collect();
     Json(json!({"breakers": states})).into_response()
 }
@@ -297,8 +316,6 @@ async fn conversation(State(app): State<AppState>, Path(wa_id): Path<String>) ->
         Ok(None) => Problem::new(StatusCode::NOT_FOUND)
             .detail("no conversation for this sender")
             .into_response(),
-        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-            .detail(format!("conversation store: {e}"))
-            .into_response(),
+        Err(e) => unavailable("conversation", &e),
     }
 }

@@ -1,7 +1,6 @@
 //! The application state shared by the handlers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
@@ -28,6 +27,9 @@ pub struct AppState {
     pub store_kind: &'static str,
     /// The worker side (conversations, registry, breakers).
     pub services: Option<Arc<crate::worker::Services>>,
+    /// The stores' last check outcome, refreshed in the background: `/health` and `/metrics`
+    /// read it instead of touching the stores.
+    pub checks: crate::checks::Checks,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,25 +50,9 @@ impl AppState {
         }
     }
 
-    /// Sets the gauges that are read from stores (queue depth, dead letters, breaker states).
-    pub async fn refresh_gauges(&self) {
-        use crate::metrics as m;
-        if let Ok(Ok(stats)) =
-            tokio::time::timeout(Duration::from_secs(2), self.ingestor.queue().stats()).await
-        {
-            let queue = &self.config.storage.queue_name;
-            // A queue that holds nothing is absent from the stats: report zeros.
-            let s = stats
-                .into_iter()
-                .find(|s| &s.queue == queue)
-                .unwrap_or_else(|| steadfast_dlq::QueueStats::empty(queue.clone()));
-            for state in steadfast_dlq::State::ALL {
-                metrics::gauge!(m::QUEUE_DEPTH, "state" => state.as_str())
-                    .set(s.count(state) as f64);
-            }
-            metrics::gauge!(m::DEAD_LETTERS).set(s.dead() as f64);
-            metrics::gauge!(m::QUEUE_OLDEST_AGE).set(s.oldest_due_age.as_secs_f64());
-        }
+    /// Sets the gauges read from memory (breaker states). The queue gauges are set by the
+    /// background checks ([`crate::checks`]), never per scrape.
+    pub fn refresh_gauges(&self) {
         if let Some(s) = &self.services {
             s.refresh_gauges();
         }

@@ -360,8 +360,13 @@ impl App {
                 .trust_forwarded_for
                 .then_some(config.http.trusted_proxy_hops),
         );
+        let checks =
+            crate::checks::Checks::new(ingestor.clone(), config.storage.queue_name.clone());
+        // Once before serving, so the first /health and /metrics are already right.
+        checks.refresh_all().await;
         let state = AppState {
             verifier: Verifier::new(config.whatsapp.app_secret.expose().as_bytes()),
+            checks: checks.clone(),
             ingestor,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
@@ -375,6 +380,7 @@ impl App {
             metrics,
             shutdown_rx.clone(),
         ))];
+        tasks.push(tokio::spawn(checks.run(shutdown_rx.clone())));
         tasks.push(tokio::spawn(crate::retention::run(
             crate::retention::Retained {
                 queue: stores.queue.clone(),

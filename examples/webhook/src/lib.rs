@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod assemble;
+pub mod checks;
 pub mod config;
 pub mod echo;
 pub mod http;

@@ -53,6 +53,8 @@ pub const CONVERSATIONS_PRUNED: &str = "webhook_conversations_pruned_total";
 /// Queue store calls of the worker that failed or outlasted `storage.store_timeout` (claim,
 /// heartbeat, ack, fail, release, stats); the worker keeps going and leases recover.
 pub const WORKER_STORE_ERRORS: &str = "webhook_worker_store_errors_total";
+/// Admin API requests refused for their token, labelled `reason` (`missing`, `mismatch`).
+pub const ADMIN_AUTH_FAILURES: &str = "webhook_admin_auth_failures_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
@@ -144,4 +146,12 @@ fn describe() {
         WORKER_STORE_ERRORS,
         "Worker queue store calls that failed or timed out"
     );
+    describe_counter!(
+        ADMIN_AUTH_FAILURES,
+        "Admin API requests refused for a missing or wrong bearer token"
+    );
+    // Present at 0 from the start, so that `increase()` sees the first failure.
+    for reason in ["missing", "mismatch"] {
+        metrics::counter!(ADMIN_AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
 }

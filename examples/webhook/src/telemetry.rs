@@ -41,6 +41,23 @@ pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
         .then(|| v.to_owned())
 }
 
+/// The most bytes of a request path written to a log line. A path is request-controlled (up to
+/// hyper's URI limit, about 64 KiB); the routes this service has are far shorter, and a log
+/// line per request must not grow with what an anonymous caller sends.
+pub const LOGGED_PATH_BYTES: usize = 256;
+
+/// `path` cut to at most [`LOGGED_PATH_BYTES`] (on a character boundary), with `…` when cut.
+pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= LOGGED_PATH_BYTES {
+        return path.into();
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end]).into()
+}
+
 /// Middleware: picks the correlation id, runs the request in a span carrying it, echoes it.
 pub async fn middleware(mut request: Request, next: Next) -> Response {
     let id = accept_request_id(request.headers().get(REQUEST_ID))
@@ -49,8 +66,9 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         correlation_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
+        // The method as its metric label and the path bounded: both come from the caller.
+        method = crate::http::middleware::method_label(request.method()),
+        path = %logged_path(request.uri().path()),
     );
     let mut res = next.run(request).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -73,6 +91,15 @@ mod tests {
         let long = HeaderValue::from_str(&"x".repeat(129)).unwrap();
         assert_eq!(accept_request_id(Some(&long)), None);
         assert_eq!(accept_request_id(None), None);
+    }
+
+    #[test]
+    fn long_paths_are_cut_for_the_log() {
+        assert_eq!(logged_path("/webhook"), "/webhook");
+        let long = format!("/{}", "é".repeat(1000));
+        let cut = logged_path(&long);
+        assert!(cut.len() <= LOGGED_PATH_BYTES + "…".len());
+        assert!(cut.ends_with('…'));
     }
 
     proptest! {

@@ -17,7 +17,7 @@ pub struct TcpChecker;
 impl HealthChecker for TcpChecker {
     async fn check(&self, endpoint: &Endpoint) -> Result<(), CheckError> {
         let address = endpoint.address().ok_or_else(|| {
-            CheckError::Unreachable(format!("no host:port in {:?}", endpoint.url()))
+            CheckError::Unreachable(format!("no host:port in {:?}", endpoint.redacted()))
         })?;
         TcpStream::connect(address)
             .await

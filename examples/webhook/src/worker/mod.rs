@@ -348,20 +348,38 @@ impl Services {
         Ok(fired)
     }
 
-    /// Every breaker: the Graph API's and each endpoint's, as `(name, breaker)`. An endpoint
-    /// breaker is named `<service>@<endpoint url>`.
-    pub fn all_breakers(&self) -> Vec<(String, steadfast_circuit_breaker::CircuitBreaker)> {
+    /// Every breaker: the ones outside the registry (`whatsapp-graph-api`, `redis-dedup`) under
+    /// their own names, then each endpoint's as `<service>@<host:port>` (see
+    /// [`endpoint_breaker_names`]). These names are what `/metrics`, `/admin/breakers` and the
+    /// logs show, so they never carry an endpoint's credentials, path or query.
+    pub fn all_breakers(&self) -> Vec<NamedBreaker> {
         let mut out: Vec<_> = self
             .breakers
             .names()
             .into_iter()
-            .filter_map(|n| self.breakers.get(&n).map(|b| (n, b)))
+            .filter_map(|n| {
+                self.breakers.get(&n).map(|breaker| NamedBreaker {
+                    name: n,
+                    service: None,
+                    breaker,
+                })
+            })
             .collect();
+        let endpoints = self.registry.breakers();
+        let names = endpoint_breaker_names(
+            endpoints
+                .iter()
+                .map(|b| (b.service.as_str(), b.endpoint.as_str(), b.index)),
+        );
         out.extend(
-            self.registry
-                .breakers()
+            endpoints
                 .into_iter()
-                .map(|b| (format!("{}@{}", b.service, b.endpoint), b.breaker)),
+                .zip(names)
+                .map(|(b, name)| NamedBreaker {
+                    name,
+                    service: Some(b.service),
+                    breaker: b.breaker,
+                }),
         );
         out
     }
@@ -399,7 +417,7 @@ impl Services {
 
     /// Sets the breaker gauges.
     pub fn refresh_gauges(&self) {
-        for (name, breaker) in self.all_breakers() {
+        for NamedBreaker { name, breaker, .. } in self.all_breakers() {
             let state = breaker.state();
             let code = match state {
                 BreakerState::Closed => 0.0,
@@ -421,6 +439,57 @@ impl Services {
             });
         }
     }
+}
+
+/// A breaker with the name it is shown and addressed by.
+#[derive(Debug, Clone)]
+pub struct NamedBreaker {
+    /// `whatsapp-graph-api`, `redis-dedup`, or `<service>@<host:port>` for an endpoint's.
+    pub name: String,
+    /// The service, for an endpoint's breaker.
+    pub service: Option<String>,
+    /// The breaker (state, metrics, manual control).
+    pub breaker: steadfast_circuit_breaker::CircuitBreaker,
+}
+
+/// The `host:port` of an endpoint URL (the port filled in from the scheme when absent), or
+/// `None` when it is not a URL with a host.
+fn host_port(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
+}
+
+/// Names for endpoint breakers given as `(service, endpoint URL, index in the service)`, in
+/// the same order: `<service>@<host:port>`, or `<service>.<index>@<host:port>` when two
+/// endpoints of one service share a host and port (service names hold no `.`), or
+/// `<service>.<index>` when the URL has no host. Only the host and port: the user info, path
+/// and query of an endpoint URL can hold credentials, and they are also not needed to tell
+/// which downstream a breaker guards.
+pub fn endpoint_breaker_names<'a>(
+    endpoints: impl IntoIterator<Item = (&'a str, &'a str, usize)>,
+) -> Vec<String> {
+    let endpoints: Vec<_> = endpoints
+        .into_iter()
+        .map(|(service, url, index)| (service, host_port(url), index))
+        .collect();
+    endpoints
+        .iter()
+        .map(|(service, hp, index)| match hp {
+            Some(hp)
+                if endpoints
+                    .iter()
+                    .filter(|(s, h, _)| s == service && h.as_ref() == Some(hp))
+                    .count()
+                    == 1 =>
+            {
+                format!("{service}@{hp}")
+            }
+            Some(hp) => format!("{service}.{index}@{hp}"),
+            None => format!("{service}.{index}"),
+        })
+        .collect()
 }
 
 /// Worker hooks exporting metrics.
@@ -454,5 +523,33 @@ impl WorkerHooks for MetricsHooks {
     fn store_error(&self, queue: &str, error: &steadfast_dlq::Error) {
         metrics::counter!(crate::metrics::WORKER_STORE_ERRORS).increment(1);
         tracing::error!(queue, error = %error, "queue store error in the worker");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_breakers_are_named_by_service_and_host_port() {
+        let names = endpoint_breaker_names([
+            ("jobs", "http://user:s3cretpass@127.0.0.1:8080/x?k=1", 0),
+            ("jobs", "http://127.0.0.1:8080/y", 1),
+            ("jobs", "https://jobs.internal/v1", 2),
+            ("ai-agent", "http://[::1]:9000/agent", 0),
+            ("ai-agent", "http://127.0.0.1:8080/agent", 1),
+            ("odd", "not a url", 0),
+        ]);
+        assert_eq!(
+            names,
+            [
+                "jobs.0@127.0.0.1:8080",
+                "jobs.1@127.0.0.1:8080",
+                "jobs@jobs.internal:443",
+                "ai-agent@[::1]:9000",
+                "ai-agent@127.0.0.1:8080",
+                "odd.0",
+            ]
+        );
     }
 }
