@@ -338,11 +338,15 @@ impl QueueStore for PostgresQueue {
             .unzip();
         let mut existing: HashMap<(String, String), Uuid> = HashMap::new();
         if !lookup_keys.is_empty() {
+            // The live holder of each key, or, when it was settled `done` between our insert
+            // and this read (a worker finished it meanwhile), the newest done copy: the key's
+            // message exists either way, so this one is a duplicate of it.
             let rows = sqlx::query(
-                "SELECT m.queue, m.dedup_key, m.id FROM dlq_messages m \
+                "SELECT DISTINCT ON (m.queue, m.dedup_key) m.queue, m.dedup_key, m.id \
+                 FROM dlq_messages m \
                  JOIN UNNEST($1::text[], $2::text[]) AS k(queue, key) \
                    ON m.queue = k.queue AND m.dedup_key = k.key \
-                 WHERE m.state <> 'done'",
+                 ORDER BY m.queue, m.dedup_key, (m.state <> 'done') DESC, m.created_at DESC",
             )
             .bind(&lookup_queues)
             .bind(&lookup_keys)
@@ -369,8 +373,8 @@ impl QueueStore for PostgresQueue {
                 let key = (m.queue.clone(), m.dedup_key.clone().unwrap_or_default());
                 match existing.get(&key) {
                     Some(id) => Enqueued::Duplicate(MessageId::from_uuid(*id)),
-                    // The conflicting message was settled between our insert and lookup (it
-                    // became done): nothing was stored for this one; the caller may retry.
+                    // The conflicting message was deleted (purged or pruned) between our
+                    // insert and lookup: nothing was stored for this one; the caller may retry.
                     None => {
                         return Err(Error::Unavailable(
                             format!(
