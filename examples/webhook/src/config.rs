@@ -693,9 +693,13 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
+        // Redacted: a start-up error is logged, and the URL may carry credentials.
         Err(ConfigError::invalid(
             key,
-            format!("{url:?} is not an http:// or https:// URL"),
+            format!(
+                "{:?} is not an http:// or https:// URL",
+                steadfast_service_registry::Endpoint::redact(url)
+            ),
         ))
     }
 }
@@ -797,8 +801,9 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError::invalid(
             "whatsapp.graph_api_url",
             format!(
-                "{graph_api_url:?} must be https:// (the access token and users' messages travel \
-                 on it); http:// is accepted only for a loopback host"
+                "{:?} must be https:// (the access token and users' messages travel on it); \
+                 http:// is accepted only for a loopback host",
+                steadfast_service_registry::Endpoint::redact(&graph_api_url)
             ),
         ));
     }
@@ -1464,6 +1469,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.http.trusted_proxy_hops, 1);
         assert_eq!(c.ops_listen.unwrap().port(), 9091);
+    }
+
+    #[test]
+    fn a_bad_url_is_named_without_its_credentials() {
+        let err = load(
+            "[[services]]\nname = \"a\"\nendpoints = [\"ftp://bot:hunter2hunter2@h/x\"]",
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = load(
+            "[whatsapp]\ngraph_api_url = \"http://u:hunter2hunter2@graph.example.com\"",
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
