@@ -448,10 +448,7 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
@@ -484,7 +481,10 @@ mod tests {
             async move { a.expired(LIMITS).await }
         });
         tokio::time::sleep(Duration::from_secs(120)).await;
-        assert!(!watchdog.is_finished(), "a long request is the 408's business");
+        assert!(
+            !watchdog.is_finished(),
+            "a long request is the 408's business"
+        );
         let ended = Instant::now();
         drop(request);
         assert_eq!(watchdog.await.unwrap(), Expiry::Idle);
