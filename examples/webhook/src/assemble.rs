@@ -20,10 +20,11 @@ use steadfast_service_registry::{Registry, ServiceConfig};
 use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::AppState;
 use crate::config::{BreakerSpec, Config};
+use crate::http::server::{self, Limits};
 use crate::ingest::Ingestor;
 use crate::ratelimit::IpRateLimiter;
 use crate::routing::Router as KeywordRouter;
@@ -455,38 +456,71 @@ impl App {
 
     /// Serves HTTP on `listener` until `signal` resolves, then drains in-flight requests (up to
     /// the configured grace) and stops the worker (which finishes or releases what it holds).
+    /// Every route is on `listener`; see [`App::serve_split`] for a separate ops listener.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_split(listener, None, signal).await
+    }
+
+    /// As [`App::serve`], with `/metrics` and `/admin` on `ops` only when it is given (the
+    /// `ops_listen` address); `/health` answers on both. Both listeners have the connection
+    /// limits of `[http]` ([`crate::http::server`]), each its own connection cap, and stop
+    /// together.
+    pub async fn serve_split(
+        self,
+        listener: TcpListener,
+        ops: Option<TcpListener>,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
-        let router = self.router();
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutdown: no new connections; draining in-flight requests");
-            let _ = stop_tx.send(true);
-        });
-        let server = tokio::spawn(async move { server.await });
-        let _ = stop_rx.wait_for(|s| *s).await;
+        let limits = Limits::from_config(&self.state.config.http);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut servers = JoinSet::new();
+        match ops {
+            None => {
+                servers.spawn(server::serve(listener, self.router(), limits, stop_rx));
+            }
+            Some(ops) => {
+                let state = self.state.clone();
+                servers.spawn(server::serve(
+                    listener,
+                    crate::http::public_router(state.clone()),
+                    limits,
+                    stop_rx.clone(),
+                ));
+                servers.spawn(server::serve(
+                    ops,
+                    crate::http::ops_router(state),
+                    limits,
+                    stop_rx,
+                ));
+            }
+        }
+        signal.await;
+        tracing::info!("shutdown: no new connections; draining in-flight requests");
+        let _ = stop_tx.send(true);
         // The worker stops claiming now and drains alongside the HTTP requests.
         let _ = self.shutdown_tx.send(true);
-        let result = match tokio::time::timeout(grace, server).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(std::io::Error::other(join)),
-            Err(_) => {
-                tracing::warn!(
-                    grace_ms = grace.as_millis() as u64,
-                    "shutdown grace elapsed with requests still open"
-                );
-                Ok(())
+        let mut result = Ok(());
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(joined) = servers.join_next().await {
+                if let Err(e) = joined {
+                    result = Err(std::io::Error::other(e));
+                }
             }
-        };
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace elapsed with requests still open; closing them"
+            );
+            // Dropping the servers drops their connections.
+            drop(servers);
+        }
         self.shutdown().await;
         result
     }

@@ -79,6 +79,9 @@ fn print_demo_banner(config: &Config) {
     }
     eprintln!();
     eprintln!(" Listening on http://{}", config.listen);
+    if let Some(ops) = config.ops_listen {
+        eprintln!(" /metrics and /admin on http://{ops} only (/health on both)");
+    }
     eprintln!("{line}");
 }
 
@@ -162,6 +165,7 @@ async fn main() -> ExitCode {
         config.ingest_enabled = false;
     }
     let listen = config.listen;
+    let ops_listen = config.ops_listen;
     let app = match App::build(config).await {
         Ok(a) => a,
         Err(e) => {
@@ -176,8 +180,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %listen, "listening");
-    match app.serve(listener, shutdown_signal()).await {
+    let ops = match ops_listen {
+        Some(addr) => match bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("steadfast-webhook: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    // The bound addresses, not the configured ones: port 0 picks a free port.
+    let bound = |l: &tokio::net::TcpListener, configured| l.local_addr().unwrap_or(configured);
+    match (&ops, ops_listen) {
+        (Some(l), Some(addr)) => tracing::info!(
+            listen = %bound(&listener, listen),
+            ops_listen = %bound(l, addr),
+            "listening; /metrics and /admin on ops_listen only"
+        ),
+        _ => tracing::info!(listen = %bound(&listener, listen), "listening"),
+    }
+    match app.serve_split(listener, ops, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steadfast-webhook: {e}");

@@ -1,7 +1,8 @@
-//! The HTTP surface: routes and middleware.
+//! The HTTP surface: routes and middleware, and the server that runs them.
 
 pub mod health;
 pub mod middleware;
+pub mod server;
 pub mod webhook;
 
 use axum::Router;
@@ -9,26 +10,56 @@ use axum::routing::get;
 
 use crate::app::AppState;
 
-/// The full router: `/webhook`, `/health`, `/metrics` and (when a token is set) `/admin`.
+/// The full router: `/webhook`, `/health`, `/metrics` and (when a token is set) `/admin`, all
+/// on one listener (`ops_listen` unset; in-process tests).
 pub fn router(state: AppState) -> Router {
-    let webhook = Router::new()
+    let routes = webhook_routes(&state)
+        .merge(health_routes())
+        .merge(ops_routes(&state));
+    finish(routes, state)
+}
+
+/// The public listener's router when `ops_listen` is set: `/webhook` and `/health` (for load
+/// balancers); `/metrics` and `/admin` are 404 here.
+pub fn public_router(state: AppState) -> Router {
+    let routes = webhook_routes(&state).merge(health_routes());
+    finish(routes, state)
+}
+
+/// The ops listener's router (`ops_listen`): `/health`, `/metrics` and `/admin`.
+pub fn ops_router(state: AppState) -> Router {
+    let routes = health_routes().merge(ops_routes(&state));
+    finish(routes, state)
+}
+
+fn webhook_routes(state: &AppState) -> Router<AppState> {
+    if !state.config.ingest_enabled {
+        return Router::new();
+    }
+    Router::new()
         .route("/webhook", get(webhook::verify).post(webhook::receive))
         .route_layer(axum::middleware::from_fn_with_state(
             state.limiter.clone(),
             crate::ratelimit::middleware,
-        ));
-    let app = if state.config.ingest_enabled {
-        Router::new().merge(webhook)
-    } else {
-        Router::new()
-    };
-    let mut app = app
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics));
-    if let Some(admin) = crate::admin::router(&state) {
-        app = app.nest("/admin", admin);
+        ))
+}
+
+fn health_routes() -> Router<AppState> {
+    Router::new().route("/health", get(health::health))
+}
+
+fn ops_routes(state: &AppState) -> Router<AppState> {
+    let app = Router::new().route("/metrics", get(health::metrics));
+    match crate::admin::router(state) {
+        Some(admin) => app.nest("/admin", admin),
+        None => app,
     }
-    app.with_state(state.clone())
+}
+
+/// The middleware every listener shares.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.config.http.request_timeout,
             middleware::timeout,
