@@ -74,6 +74,14 @@ impl<'a> Permit<'a> {
         Permit { inner, data }
     }
 
+    /// Whether this permit is a HalfOpen probe: a call the breaker lets through to find out
+    /// whether the downstream is back. Its failure says the downstream is still down (the
+    /// breaker opens again), not that the request was bad, which a caller retrying work
+    /// (a queue) may want to tell apart from a failure while Closed.
+    pub fn is_probe(&self) -> bool {
+        self.data.kind() == PermitKind::HalfOpen
+    }
+
     /// The call succeeded.
     #[inline(always)]
     pub fn success(mut self) {
@@ -135,6 +143,11 @@ pub struct OwnedPermit {
 impl OwnedPermit {
     pub(crate) fn new(breaker: CircuitBreaker, data: PermitData) -> Self {
         OwnedPermit { breaker, data }
+    }
+
+    /// Whether this permit is a HalfOpen probe (see [`Permit::is_probe`]).
+    pub fn is_probe(&self) -> bool {
+        self.data.kind() == PermitKind::HalfOpen
     }
 
     /// The call succeeded.

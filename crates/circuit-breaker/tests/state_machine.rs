@@ -240,6 +240,29 @@ fn first_call_after_the_wait_is_a_probe() {
 }
 
 #[test]
+fn a_permit_says_whether_it_is_a_probe() {
+    let (b, clock) = breaker(count_config(2, 2, 50.0));
+    let closed = b.try_acquire().unwrap();
+    assert!(!closed.is_probe(), "Closed: an ordinary call");
+    closed.failure();
+    b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), State::Open);
+    clock.advance(secs(10));
+    let probe = b.try_acquire_owned().expect("probe");
+    assert!(probe.is_probe());
+    probe.failure();
+    assert_eq!(b.state(), State::Open, "the failed probe reopened it");
+    assert_eq!(b.metrics().time_until_half_open(), Some(secs(10)));
+    clock.advance(secs(10));
+    let probe = b.try_acquire().expect("probe");
+    assert!(probe.is_probe());
+    probe.success();
+    assert!(!b.try_acquire().unwrap().is_probe(), "Closed again");
+    b.transition_to_disabled();
+    assert!(!b.try_acquire().unwrap().is_probe());
+}
+
+#[test]
 fn half_open_admits_exactly_n() {
     let (b, clock) = breaker(count_config(2, 2, 50.0).half_open_permits(3));
     open_then_wait(&b, &clock);
