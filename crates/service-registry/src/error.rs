@@ -75,7 +75,7 @@ pub enum CallError<E> {
     /// No endpoint could be tried: unknown service, nothing healthy, or every breaker refused.
     #[error(transparent)]
     Unavailable(#[from] Error),
-    /// The last attempt exceeded the service's call timeout.
+    /// The last call made exceeded the service's call timeout.
     #[error("call to {endpoint} ({service}) timed out after {after:?}")]
     Timeout {
         /// The service name.
@@ -84,8 +84,10 @@ pub enum CallError<E> {
         endpoint: String,
         /// The timeout that elapsed.
         after: Duration,
+        /// Every call made went through as a half-open probe (see [`CallError::is_probe`]).
+        probe: bool,
     },
-    /// The last attempt returned this error.
+    /// The last call made returned this error.
     #[error("call to {endpoint} ({service}) failed: {error}")]
     Failed {
         /// The service name.
@@ -94,6 +96,8 @@ pub enum CallError<E> {
         endpoint: String,
         /// The closure's error.
         error: E,
+        /// Every call made went through as a half-open probe (see [`CallError::is_probe`]).
+        probe: bool,
     },
 }
 
@@ -103,6 +107,18 @@ impl<E> CallError<E> {
         match self {
             Self::Failed { error, .. } => Some(error),
             _ => None,
+        }
+    }
+
+    /// Whether the calls made were all half-open probes: no endpoint's breaker was closed, so
+    /// the failure says the service is still down rather than that this request is bad (a
+    /// queue may reschedule the work without counting an attempt, until
+    /// [`Registry::retry_after`](crate::Registry::retry_after)). False for
+    /// [`CallError::Unavailable`] (no call was made) and for calls in panic mode.
+    pub fn is_probe(&self) -> bool {
+        match self {
+            Self::Timeout { probe, .. } | Self::Failed { probe, .. } => *probe,
+            Self::Unavailable(_) => false,
         }
     }
 

@@ -48,6 +48,15 @@ impl Lease {
         self.panic
     }
 
+    /// Whether the call is a half-open probe of the endpoint's breaker: its failure says the
+    /// endpoint is still down (the breaker opens again), not that the request was bad. False
+    /// for a call through a closed breaker, and in panic mode (the breaker is bypassed).
+    pub fn is_probe(&self) -> bool {
+        self.permit
+            .as_ref()
+            .is_some_and(steadfast_circuit_breaker::OwnedPermit::is_probe)
+    }
+
     /// Records a successful call on the endpoint's breaker.
     pub fn success(mut self) {
         if let Some(permit) = self.permit.take() {

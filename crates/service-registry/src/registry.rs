@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
 use parking_lot::RwLock;
-use steadfast_circuit_breaker::{CircuitBreaker, Clock};
+use steadfast_circuit_breaker::{CircuitBreaker, Clock, State as BreakerState};
 use steadfast_retry::{Action, Retry};
 use tokio::sync::broadcast;
 
@@ -222,8 +223,12 @@ impl Registry {
     /// # }
     /// ```
     ///
+    /// When a retry finds no endpoint to try (the failure just opened the breaker), the error
+    /// is the last call's, not the refusal: a call was made, and it failed. Each failed call
+    /// says whether every call made was a half-open probe ([`CallError::is_probe`]).
+    ///
     /// # Errors
-    /// [`CallError`]: the last attempt's error, a timeout, or why no endpoint could be tried.
+    /// [`CallError`]: the last call's error, a timeout, or why no endpoint could be tried.
     pub async fn call<T, E, F, Fut>(&self, service: &str, mut op: F) -> Result<T, CallError<E>>
     where
         F: FnMut(Endpoint) -> Fut,
@@ -281,50 +286,102 @@ impl Registry {
         let events = &self.inner.events;
         let timeout = service.config.call_timeout;
         let mut tried: Vec<usize> = Vec::new();
-        let mut retry = Retry::new(&service.config.retry).classify(|e: &CallError<E>| match e {
-            CallError::Unavailable(_) => Action::Stop,
-            _ => Action::Retry,
+        // Whether every call made so far was a half-open probe.
+        let mut only_probes = true;
+        // The last call's failure, kept here rather than in the retry loop: when a later
+        // attempt finds no endpoint to try (its failure opened the breaker), the call that
+        // ran is what the caller is told about, not the refusal that followed it.
+        let last_failure: parking_lot::Mutex<Option<CallError<E>>> = parking_lot::Mutex::new(None);
+        let mut retry = Retry::new(&service.config.retry).classify(|e: &Attempt| match e {
+            Attempt::Unavailable(_) => Action::Stop,
+            Attempt::Failed => Action::Retry,
         });
         if let Some(budget) = &service.config.retry_budget {
             retry = retry.budget(budget);
         }
-        retry
+        let result = retry
             .run(|| {
                 let attempt = service.select(events, &tried).map(|lease| {
                     tried.push(lease.index);
+                    only_probes &= lease.is_probe();
                     let future = op(lease.endpoint().clone());
                     (lease, future)
                 });
+                let probe = only_probes;
+                let last_failure = &last_failure;
                 async move {
-                    let (lease, future) = attempt?;
+                    let (lease, future) = attempt.map_err(Attempt::Unavailable)?;
                     let outcome = tokio::time::timeout(timeout, future).await;
                     let endpoint = lease.endpoint().redacted().to_owned();
-                    match outcome {
+                    let failure = match outcome {
                         Ok(Ok(value)) => {
                             lease.success();
-                            Ok(value)
+                            return Ok(value);
                         }
-                        Ok(Err(error)) => {
-                            lease.failure();
-                            Err(CallError::Failed {
-                                service: service.name.to_string(),
-                                endpoint,
-                                error,
-                            })
-                        }
-                        Err(_) => {
-                            lease.failure();
-                            Err(CallError::Timeout {
-                                service: service.name.to_string(),
-                                endpoint,
-                                after: timeout,
-                            })
-                        }
-                    }
+                        Ok(Err(error)) => CallError::Failed {
+                            service: service.name.to_string(),
+                            endpoint,
+                            error,
+                            probe,
+                        },
+                        Err(_) => CallError::Timeout {
+                            service: service.name.to_string(),
+                            endpoint,
+                            after: timeout,
+                            probe,
+                        },
+                    };
+                    lease.failure();
+                    *last_failure.lock() = Some(failure);
+                    Err(Attempt::Failed)
                 }
             })
-            .await
-            .map_err(|e| e.error)
+            .await;
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                let called = last_failure.into_inner();
+                match e.error {
+                    Attempt::Unavailable(error) => {
+                        Err(called.unwrap_or(CallError::Unavailable(error)))
+                    }
+                    Attempt::Failed => Err(called.unwrap_or_else(|| {
+                        // Not reached: a failed call always leaves its error behind.
+                        CallError::Unavailable(Error::NoHealthyEndpoint {
+                            service: service.name.to_string(),
+                        })
+                    })),
+                }
+            }
+        }
+    }
+
+    /// How long until `service` takes calls again when open breakers are what keep every
+    /// endpoint out: the soonest time one of them half-opens (its next call is then a probe).
+    /// `None` when an endpoint admits calls now (closed, half-open, disabled breaker), when
+    /// only forced-open breakers remain (an operator decides), or for an unknown service.
+    ///
+    /// For a caller that got [`Error::NoHealthyEndpoint`] or a failed probe
+    /// ([`CallError::is_probe`]) and wants to wait, rather than retry blindly.
+    pub fn retry_after(&self, service: &str) -> Option<Duration> {
+        let service = self.service(service).ok()?;
+        let mut soonest: Option<Duration> = None;
+        for member in &service.members {
+            if member.state() == crate::HealthState::Draining {
+                continue;
+            }
+            match member.breaker.state() {
+                BreakerState::ForcedOpen => {}
+                BreakerState::Open => match member.breaker.metrics().time_until_half_open() {
+                    Some(wait) if !wait.is_zero() => {
+                        soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        soonest
     }
 
     /// Runs one health check on every endpoint of `service` now, in addition to the schedule
@@ -416,6 +473,15 @@ impl Registry {
             .cloned()
             .ok_or_else(|| unknown(name))
     }
+}
+
+/// One attempt's failure inside [`Registry::call`]'s retry loop (the call's own error waits
+/// aside, see `call_service`).
+enum Attempt {
+    /// A call was made and failed.
+    Failed,
+    /// No endpoint could be tried.
+    Unavailable(Error),
 }
 
 fn unknown(name: &str) -> Error {

@@ -325,6 +325,106 @@ async fn an_open_breaker_ejects_the_endpoint_until_it_half_opens() {
     wait_for(&mut events, |e| moved_to(e, &bad.url, HealthState::Unknown)).await;
 }
 
+/// The webhook's question after a failed call: was it an attempt (a call through a closed
+/// breaker), or did only half-open probes run (the service is still down)? And until when
+/// does waiting make sense?
+#[tokio::test]
+async fn a_failed_call_says_whether_only_probes_ran_and_when_to_come_back() {
+    let bad = TestServer::start("bad").await;
+    bad.set_work(Mode::Fail);
+    let clock = ManualClock::new();
+    let registry = Registry::with_breaker_clock(clock.clone());
+    registry
+        .register(
+            config("svc", &[&bad])
+                .breaker(touchy_breaker())
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        registry.retry_after("svc"),
+        None,
+        "closed: calls go through"
+    );
+
+    // Two calls through the closed breaker fail and open it; the third attempt of the same
+    // `call` finds nothing to try. The caller hears of the call that failed, not of that
+    // refusal: it was an attempt, not a probe.
+    let err = work(&registry, &client, "svc").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Failed { probe: false, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_probe());
+    assert_eq!(bad.hits(), 2);
+    assert_eq!(
+        registry.breaker("svc", &bad.url).unwrap().state(),
+        State::Open
+    );
+    assert_eq!(registry.retry_after("svc"), Some(Duration::from_secs(60)));
+
+    // Open: no call is made.
+    clock.advance(Duration::from_secs(20));
+    let err = work(&registry, &client, "svc").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Unavailable(Error::NoHealthyEndpoint { .. })),
+        "{err:?}"
+    );
+    assert!(!err.is_probe());
+    assert_eq!(bad.hits(), 2);
+    assert_eq!(registry.retry_after("svc"), Some(Duration::from_secs(40)));
+
+    // The wait is over: one probe runs, fails, and the breaker opens again.
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(registry.retry_after("svc"), None, "the next call may probe");
+    let err = work(&registry, &client, "svc").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Failed { probe: true, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_probe());
+    assert_eq!(bad.hits(), 3, "one probe, then nothing to try");
+    assert_eq!(registry.retry_after("svc"), Some(Duration::from_secs(60)));
+
+    // Recovered: the probe succeeds and closes the breaker.
+    bad.set_work(Mode::Ok);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(work(&registry, &client, "svc").await.unwrap(), "bad");
+    assert_eq!(
+        registry.breaker("svc", &bad.url).unwrap().state(),
+        State::Closed
+    );
+    assert_eq!(registry.retry_after("svc"), None);
+    assert_eq!(registry.retry_after("nope"), None);
+}
+
+#[tokio::test]
+async fn a_lease_says_whether_it_holds_a_probe() {
+    let a = TestServer::start("a").await;
+    let clock = ManualClock::new();
+    let registry = Registry::with_breaker_clock(clock.clone());
+    registry
+        .register(
+            config("svc", &[&a])
+                .breaker(touchy_breaker())
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let lease = registry.select("svc").unwrap();
+    assert!(!lease.is_probe());
+    lease.failure();
+    registry.select("svc").unwrap().failure();
+    assert!(registry.select("svc").is_err(), "open");
+    clock.advance(Duration::from_secs(60));
+    let lease = registry.select("svc").unwrap();
+    assert!(lease.is_probe());
+    lease.success();
+    assert!(!registry.select("svc").unwrap().is_probe());
+}
+
 #[tokio::test]
 async fn nothing_eligible_is_a_typed_error_without_panic_mode() {
     let (a, b) = (TestServer::start("a").await, TestServer::start("b").await);
