@@ -24,6 +24,12 @@
 //! `error` are not final: a chat user who writes again starts a new conversation. Entering
 //! `idle` clears the intent and the fallback count; the last [`MAX_MESSAGES`] messages are
 //! kept across conversations (they are what an AI agent is given as history).
+//!
+//! The transition history is kept small, since the whole instance is rewritten on every save:
+//! at most [`HISTORY_LIMIT`] records, and a repeated self-transition (a message or reply in
+//! `agent_active`) is counted on its record rather than appended
+//! ([`fold_self_transitions`](crate::DefinitionBuilder::fold_self_transitions)). Snapshots
+//! stored before (50 records, no counts) load as they are and shrink on their next transition.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -44,6 +50,10 @@ pub const VERSION: u32 = 1;
 pub const MAX_FALLBACK_ATTEMPTS: u8 = 3;
 /// Messages kept in [`ConvContext::last_messages`].
 pub const MAX_MESSAGES: usize = 20;
+/// History records kept per conversation. Repeated self-transitions (`agent_active →
+/// agent_active` on every message and reply) are folded into one record per event, so these
+/// cover many conversations' worth of real state changes.
+pub const HISTORY_LIMIT: usize = 20;
 /// Idle time after which `awaiting_input` and `agent_active` time out back to `idle`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -217,6 +227,8 @@ pub fn builder() -> DefinitionBuilder<ConvState, ConvEvent, ConvContext> {
     use ConvEventKind as K;
     use ConvState::*;
     Conv::builder(NAME, VERSION)
+        .history_limit(HISTORY_LIMIT)
+        .fold_self_transitions(true)
         .state(Idle)
         .state(Active)
         .child(Active, AwaitingInput)

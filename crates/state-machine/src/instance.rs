@@ -15,8 +15,28 @@ pub struct HistoryRecord<S> {
     pub to: S,
     /// The event's [`name`](crate::Event::name).
     pub event: Cow<'static, str>,
-    /// When it happened (the `now` passed to `send`).
+    /// When it happened (the `now` passed to `send`); the first time, when it repeated.
     pub at: DateTime<Utc>,
+    /// How many more times it happened right after, folded into this record (0: once). Only
+    /// self-transitions repeat, and only in a definition built with
+    /// [`fold_self_transitions`](crate::DefinitionBuilder::fold_self_transitions). Absent from
+    /// the JSON when 0, so records written before it existed read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: u32,
+    /// When the last folded repeat happened (`None`: it did not repeat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl<S> HistoryRecord<S> {
+    /// How many transitions this record stands for (`repeats + 1`).
+    pub fn count(&self) -> u64 {
+        u64::from(self.repeats) + 1
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A running machine: a plain serde value, small enough to store per user.

@@ -238,6 +238,28 @@ where
         }
     }
 
+    /// The instance stored under `key` with its definition, or a new instance with
+    /// `C::default()` on the current definition at `now` (version 0: not stored yet).
+    ///
+    /// # Errors
+    /// As [`load_with_definition`](Self::load_with_definition).
+    pub async fn load_or_new(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Restored<S, E, C>, Error>
+    where
+        C: Default,
+    {
+        Ok(match self.load_with_definition(key).await? {
+            Some(found) => found,
+            None => (
+                self.current.clone(),
+                self.current.new_instance(C::default(), now),
+            ),
+        })
+    }
+
     /// Loads `key` (or starts a new instance with `C::default()` on the current definition at
     /// `now`), lets `apply` change it (send several events, edit the context), and saves it
     /// version-checked. On a conflict it reloads and calls `apply` again on the fresh instance,
@@ -251,24 +273,43 @@ where
         &self,
         key: &str,
         now: DateTime<Utc>,
+        apply: impl FnMut(&Definition<S, E, C>, &mut Instance<S, C>) -> Result<T, Error>,
+    ) -> Result<(T, Instance<S, C>), Error>
+    where
+        C: Default,
+    {
+        let loaded = self.load_or_new(key, now).await?;
+        self.update_from(key, loaded, now, apply).await
+    }
+
+    /// [`update`](Self::update) starting from an instance the caller already loaded (with
+    /// [`load_or_new`](Self::load_or_new) or [`load_with_definition`](Self::load_with_definition)),
+    /// so that a caller that read the instance first (to decide what to do) and writes it
+    /// later pays one load and one save. `apply` runs on `loaded` first; if someone saved the
+    /// key since, the save conflicts and the loop reloads and re-applies, as `update` does.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn update_from<T>(
+        &self,
+        key: &str,
+        loaded: Restored<S, E, C>,
+        now: DateTime<Utc>,
         mut apply: impl FnMut(&Definition<S, E, C>, &mut Instance<S, C>) -> Result<T, Error>,
     ) -> Result<(T, Instance<S, C>), Error>
     where
         C: Default,
     {
+        let (mut def, mut instance) = loaded;
         let mut attempt = 0;
         loop {
-            let (def, mut instance) = match self.load_with_definition(key).await? {
-                Some(found) => found,
-                None => (
-                    self.current.clone(),
-                    self.current.new_instance(C::default(), now),
-                ),
-            };
             let out = apply(&def, &mut instance)?;
             match self.save(key, &mut instance).await {
                 Ok(()) => return Ok((out, instance)),
-                Err(e) if e.is_conflict() && attempt < self.conflict_retries => attempt += 1,
+                Err(e) if e.is_conflict() && attempt < self.conflict_retries => {
+                    attempt += 1;
+                    (def, instance) = self.load_or_new(key, now).await?;
+                }
                 Err(e) => return Err(e),
             }
         }

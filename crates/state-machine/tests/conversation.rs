@@ -236,6 +236,86 @@ proptest! {
     }
 }
 
+/// What the webhook's worker does per text message: the message, the intent on the first one,
+/// the agent's reply.
+fn chat(
+    def: &steadfast_state_machine::Definition<ConvState, ConvEvent, ConvContext>,
+    c: &mut steadfast_state_machine::Instance<ConvState, ConvContext>,
+    n: i64,
+) {
+    for i in 0..n {
+        let now = t0() + TimeDelta::seconds(i * 10);
+        let text = format!("any jobs in Kigali? {i}");
+        def.send(c, msg(&text), now).unwrap();
+        if c.state() == ConvState::ProcessingIntent {
+            let intent = ConvEvent::IntentDetected {
+                intent: "jobs".into(),
+                needs_confirmation: false,
+            };
+            def.send(c, intent, now).unwrap();
+        }
+        let reply = ConvEvent::AgentReply {
+            text: format!("jobs got: {text}"),
+            done: false,
+        };
+        def.send(c, reply, now).unwrap();
+    }
+}
+
+#[test]
+fn a_long_chat_keeps_a_short_history() {
+    let def = conversation::definition();
+    let mut c = conversation::new_instance(t0());
+    chat(&def, &mut c, 20);
+    // idle → processing_intent, → agent_active, then one record per event kind in
+    // agent_active (41 transitions, 41 records before folding).
+    let h = c.history();
+    assert_eq!(h.len(), 4, "{h:?}");
+    assert_eq!(h.iter().map(|r| r.count()).sum::<u64>(), 41);
+    let bytes = serde_json::to_vec(&c).unwrap().len();
+    // 5,171 bytes before folding, 3,881 of them history; the rest is the 20 last messages.
+    assert!(bytes < 1_900, "{bytes} bytes");
+    chat(&def, &mut c, 100);
+    assert_eq!(c.history().len(), 4, "does not grow with the chat");
+}
+
+/// A snapshot written before folding existed: 50 records, none with a count. It loads as it
+/// is, and shrinks to the current limit on its next transition.
+#[tokio::test]
+async fn a_snapshot_stored_with_the_old_history_loads_and_shrinks() {
+    use std::sync::Arc;
+    use steadfast_state_machine::{Machines, MemorySnapshots, SnapshotStore};
+    let mut history = vec![
+        serde_json::json!({"from": "idle", "to": "processing_intent", "event": "user_message", "at": "2026-11-21T12:00:00Z"}),
+        serde_json::json!({"from": "processing_intent", "to": "agent_active", "event": "intent_detected", "at": "2026-11-21T12:00:00Z"}),
+    ];
+    for i in 0..48 {
+        let event = if i % 2 == 0 {
+            "agent_reply"
+        } else {
+            "user_message"
+        };
+        history.push(serde_json::json!({"from": "agent_active", "to": "agent_active", "event": event, "at": "2026-11-21T12:00:01Z"}));
+    }
+    let old = serde_json::json!({
+        "definition": "conversation", "definition_version": 1, "state": "agent_active",
+        "context": {"fallback_attempts": 0, "last_messages": [{"role": "user", "text": "hi"}],
+                    "intent": "jobs", "last_error": null},
+        "history": history, "entered_at": "2026-11-21T12:00:01Z", "version": 7,
+    });
+    let store = Arc::new(MemorySnapshots::new());
+    store.save("wa:1", 0, &old, None).await.unwrap();
+    let machines = Machines::new(conversation::definition(), store);
+    let c = machines.load("wa:1").await.unwrap().unwrap();
+    assert_eq!(c.history().len(), 50);
+    assert!(c.history().iter().all(|r| r.repeats == 0));
+    let applied = machines.send("wa:1", msg("more"), t0()).await.unwrap();
+    let h = applied.instance.history();
+    assert_eq!(h.len(), conversation::HISTORY_LIMIT);
+    let last = h.back().unwrap();
+    assert_eq!((last.event.as_ref(), last.repeats), ("user_message", 1));
+}
+
 #[test]
 fn the_readme_shows_the_current_diagram() {
     let readme = include_str!("../README.md");

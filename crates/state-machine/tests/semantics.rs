@@ -231,6 +231,96 @@ fn history_records_each_transition_with_its_time_and_is_bounded() {
     assert_eq!(h[2].at, t0() + TimeDelta::seconds(4));
 }
 
+/// Off ⇄ P, with P's self-transitions on `tick` and `num` (a chat's message and reply).
+fn looping(fold: bool) -> Definition<S, Ev, Log> {
+    Definition::builder("loop", 1)
+        .state(S::Off)
+        .state(S::P)
+        .transition(S::Off, K::Go, S::P)
+        .transition(S::P, K::Back, S::Off)
+        .transition(S::P, K::Tick, S::P)
+        .transition(S::P, K::Num, S::P)
+        .transition(S::Off, K::Tick, S::Off)
+        .fold_self_transitions(fold)
+        .history_limit(4)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn repeated_self_transitions_fold_into_one_record_per_event() {
+    let def = looping(true);
+    assert!(def.folds_self_transitions());
+    let mut i = def.new_instance(Log::default(), t0());
+    let at = |n: i64| t0() + TimeDelta::seconds(n);
+    def.send(&mut i, Ev::Go, at(0)).unwrap();
+    // A chat in one state: message, reply, message, reply...
+    for n in 1..=10 {
+        let e = if n % 2 == 1 {
+            Ev::Tick
+        } else {
+            Ev::Num(n as i32)
+        };
+        let t = def.send(&mut i, e, at(n)).unwrap();
+        assert_eq!((t.from, t.to), (S::P, S::P));
+        assert_eq!(
+            i.entered_at(),
+            at(n),
+            "a self-transition still restarts the state"
+        );
+    }
+    let h = i.history();
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!((h[0].event.as_ref(), h[0].count()), ("go", 1));
+    assert_eq!(h[0].last_at, None);
+    assert_eq!((h[1].event.as_ref(), h[1].repeats), ("tick", 4));
+    assert_eq!((h[1].at, h[1].last_at), (at(1), Some(at(9))));
+    assert_eq!((h[2].event.as_ref(), h[2].repeats), ("num", 4));
+    assert_eq!((h[2].at, h[2].last_at), (at(2), Some(at(10))));
+
+    // Leaving and coming back starts a new run: nothing folds across it.
+    def.send(&mut i, Ev::Back, at(11)).unwrap();
+    def.send(&mut i, Ev::Tick, at(12)).unwrap();
+    def.send(&mut i, Ev::Tick, at(13)).unwrap();
+    let h = i.history();
+    assert_eq!(h.len(), 4, "bounded by the limit");
+    let kept: Vec<_> = h
+        .iter()
+        .map(|r| (r.event.as_ref(), r.from, r.repeats))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("tick", S::P, 4),
+            ("num", S::P, 4),
+            ("back", S::P, 0),
+            ("tick", S::Off, 1)
+        ]
+    );
+
+    // The JSON of a record that did not repeat is what it was before folding existed.
+    let json = serde_json::to_value(&h[2]).unwrap();
+    assert_eq!(
+        json.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["at", "event", "from", "to"]
+    );
+    let json = serde_json::to_value(&h[3]).unwrap();
+    assert_eq!(json["repeats"], 1);
+    assert!(json["last_at"].is_string());
+}
+
+#[test]
+fn without_folding_every_self_transition_is_a_record() {
+    let def = looping(false);
+    let mut i = def.new_instance(Log::default(), t0());
+    def.send(&mut i, Ev::Go, t0()).unwrap();
+    for _ in 0..3 {
+        def.send(&mut i, Ev::Tick, t0()).unwrap();
+    }
+    assert_eq!(i.history().len(), 4);
+    assert!(i.history().iter().all(|r| r.repeats == 0));
+}
+
 fn guarded() -> Definition<S, Ev, Log> {
     let num = |e: &Ev| match e {
         Ev::Num(n) => *n,

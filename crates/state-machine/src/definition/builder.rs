@@ -71,6 +71,7 @@ pub struct DefinitionBuilder<S, E: Event, C> {
     edges: Vec<Edge<S, E, C>>,
     ignore_unhandled: bool,
     history_limit: usize,
+    fold_self_transitions: bool,
     hook: Option<Hook<S>>,
 }
 
@@ -89,6 +90,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             edges: Vec::new(),
             ignore_unhandled: false,
             history_limit: DEFAULT_HISTORY_LIMIT,
+            fold_self_transitions: false,
             hook: None,
         }
     }
@@ -165,6 +167,21 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
     /// Default: [`DEFAULT_HISTORY_LIMIT`].
     pub fn history_limit(mut self, limit: usize) -> Self {
         self.history_limit = limit;
+        self
+    }
+
+    /// Fold repeated self-transitions into one history record each. When on, a self-transition
+    /// (`from == to`) whose event already has a record in the current run of self-transitions
+    /// on that state (the records since the state was last entered from elsewhere) is counted
+    /// on that record ([`HistoryRecord::repeats`], [`HistoryRecord::last_at`]) instead of
+    /// appended. A chat that stays in `agent_active` for 50 messages then keeps two records
+    /// (one per event kind), not 100, and the bounded history keeps how it got there.
+    /// Default: false (every transition is its own record).
+    ///
+    /// [`HistoryRecord::repeats`]: crate::HistoryRecord::repeats
+    /// [`HistoryRecord::last_at`]: crate::HistoryRecord::last_at
+    pub fn fold_self_transitions(mut self, fold: bool) -> Self {
+        self.fold_self_transitions = fold;
         self
     }
 
@@ -400,6 +417,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             table,
             ignore_unhandled: self.ignore_unhandled,
             history_limit: self.history_limit,
+            fold_self_transitions: self.fold_self_transitions,
             hook: self.hook,
         })
     }

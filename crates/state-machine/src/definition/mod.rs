@@ -16,7 +16,7 @@
 mod builder;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -86,6 +86,7 @@ pub struct Definition<S: StateId, E: Event, C> {
     pub(crate) table: HashMap<(usize, E::Kind), Vec<usize>>,
     pub(crate) ignore_unhandled: bool,
     pub(crate) history_limit: usize,
+    pub(crate) fold_self_transitions: bool,
     pub(crate) hook: Option<Hook<S>>,
 }
 
@@ -101,8 +102,29 @@ impl<S: StateId, E: Event, C> fmt::Debug for Definition<S, E, C> {
             .field("transitions", &self.transitions.len())
             .field("ignore_unhandled", &self.ignore_unhandled)
             .field("history_limit", &self.history_limit)
+            .field("fold_self_transitions", &self.fold_self_transitions)
             .finish()
     }
+}
+
+/// Counts `t` on its record when it repeats a self-transition of the current run (the
+/// trailing records that are self-transitions of the same state); false when `t` must be
+/// appended. The run holds at most one record per event, so the scan is short.
+fn fold_repeat<S: StateId>(history: &mut VecDeque<HistoryRecord<S>>, t: &Transition<S>) -> bool {
+    if t.from != t.to {
+        return false;
+    }
+    for record in history.iter_mut().rev() {
+        if record.from != t.from || record.to != t.to {
+            return false;
+        }
+        if record.event == t.event {
+            record.repeats = record.repeats.saturating_add(1);
+            record.last_at = Some(t.at);
+            return true;
+        }
+    }
+    false
 }
 
 impl<S: StateId, E: Event, C> Definition<S, E, C> {
@@ -125,6 +147,12 @@ impl<S: StateId, E: Event, C> Definition<S, E, C> {
     /// The bound on each instance's history.
     pub fn history_limit(&self) -> usize {
         self.history_limit
+    }
+
+    /// Whether repeated self-transitions are folded into one history record (see
+    /// [`DefinitionBuilder::fold_self_transitions`]).
+    pub fn folds_self_transitions(&self) -> bool {
+        self.fold_self_transitions
     }
 
     /// All declared states, in declaration order.
@@ -240,15 +268,22 @@ impl<S: StateId, E: Event, C> Definition<S, E, C> {
         instance.state = transition.to;
         instance.entered_at = now;
         if self.history_limit > 0 {
-            while instance.history.len() >= self.history_limit {
+            let folded =
+                self.fold_self_transitions && fold_repeat(&mut instance.history, &transition);
+            if !folded {
+                instance.history.push_back(HistoryRecord {
+                    from: transition.from,
+                    to: transition.to,
+                    event: Cow::Borrowed(transition.event),
+                    at: now,
+                    repeats: 0,
+                    last_at: None,
+                });
+            }
+            // Also trims a history stored under a larger limit, on its next transition.
+            while instance.history.len() > self.history_limit {
                 instance.history.pop_front();
             }
-            instance.history.push_back(HistoryRecord {
-                from: transition.from,
-                to: transition.to,
-                event: Cow::Borrowed(transition.event),
-                at: now,
-            });
         }
         if let Some(hook) = &self.hook {
             hook(&self.name, &transition);
