@@ -287,14 +287,12 @@ async fn build_services(
         router,
         registry,
         breakers,
-        conversations: crate::worker::conversation::Conversations::new(
-            crate::worker::conversation::definition(),
-            stores.snapshots.clone(),
-        ),
+        conversations: crate::worker::conversation::conversations(stores.snapshots.clone()),
         processed: Deduplicator::new(stores.processed.clone(), config.storage.dedup_window),
         graph,
         http,
         sender_locks: crate::worker::SenderLocks::default(),
+        clock: Arc::new(steadfast_retry::SystemClock),
     })
 }
 
@@ -546,7 +544,7 @@ async fn sweeper(services: Arc<Services>, every: Duration, mut shutdown: watch::
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = services.sweep(chrono::Utc::now()).await {
+                if let Err(e) = services.sweep(services.now()).await {
                     tracing::warn!(error = %e, "conversation sweep failed");
                 }
             }

@@ -1,19 +1,25 @@
-//! The sender's conversation: loaded, advanced and saved with optimistic concurrency.
+//! The sender's conversation: loaded once, advanced in memory, saved once.
 //!
-//! Each step is one load → events → save; a version conflict (another worker saved the same
-//! sender's conversation meanwhile) reloads and re-applies, so concurrent messages from one
-//! user serialize instead of overwriting each other.
+//! A message is one turn: [`load`] reads the conversation (or starts one), [`route`] decides
+//! the service and [`Turn::apply`] feeds the user's message to a copy (what the downstream
+//! is shown), and after the reply went out [`save`] applies the message and its ending to the
+//! loaded conversation in one version-checked save. The one conflict loop is
+//! [`Machines::update_from`]: when another worker saved the same sender's conversation
+//! meanwhile, it reloads and re-applies the turn, so concurrent messages from one user
+//! serialize instead of overwriting each other. A failed attempt saves nothing, so a retry
+//! does not record the user's message twice.
 //!
 //! Every store call is bounded by `storage.store_timeout`: a database that stops answering
-//! (packets swallowed, no error ever returned) fails the step with [`StepError::Timeout`]
+//! (packets swallowed, no error ever returned) fails the step with [`StoreError::Timeout`]
 //! instead of holding the worker's slot and the sender's lock.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use steadfast_state_machine::conversation::{self, ConvContext, ConvEvent, ConvState, Role};
-use steadfast_state_machine::{Instance, Machines};
+use chrono::{DateTime, Utc};
+use steadfast_state_machine::conversation::{self, ConvContext, ConvEvent, ConvState};
+use steadfast_state_machine::{Definition, Instance, Machines, Restored, SnapshotStore};
 
 use crate::payload::InboundMessage;
 use crate::routing::{RouteReason, Router};
@@ -22,13 +28,21 @@ use crate::routing::{RouteReason, Router};
 pub type Conversations = Machines<ConvState, ConvEvent, ConvContext>;
 /// One conversation.
 pub type Conversation = Instance<ConvState, ConvContext>;
+/// A conversation as loaded, with the definition it runs on.
+pub type Loaded = Restored<ConvState, ConvEvent, ConvContext>;
+type Def = Definition<ConvState, ConvEvent, ConvContext>;
 
 /// Reload-and-retry rounds on a version conflict.
 const CONFLICT_RETRIES: u32 = 8;
 
-/// Why a conversation step failed.
+/// The conversation store the worker uses: the crate's definition on `store`.
+pub fn conversations(store: Arc<dyn SnapshotStore>) -> Conversations {
+    Conversations::new(definition(), store).conflict_retries(CONFLICT_RETRIES)
+}
+
+/// Why the conversation could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
-pub enum StepError {
+pub enum StoreError {
     /// A store call did not answer in time (kind `store_timeout`): retryable; the message's
     /// lease and the queue's backoff bring it back.
     #[error("conversation store did not answer within {0:?}")]
@@ -38,12 +52,12 @@ pub enum StepError {
     Machine(#[from] steadfast_state_machine::Error),
 }
 
-impl StepError {
+impl StoreError {
     /// The error class recorded with the attempt.
     pub fn kind(&self) -> &'static str {
         match self {
-            StepError::Timeout(_) => "store_timeout",
-            StepError::Machine(_) => "conversation_store",
+            StoreError::Timeout(_) => "store_timeout",
+            StoreError::Machine(_) => "conversation_store",
         }
     }
 }
@@ -52,10 +66,10 @@ impl StepError {
 async fn bounded<T>(
     after: Duration,
     call: impl Future<Output = Result<T, steadfast_state_machine::Error>>,
-) -> Result<T, StepError> {
+) -> Result<T, StoreError> {
     match tokio::time::timeout(after, call).await {
-        Ok(result) => result.map_err(StepError::Machine),
-        Err(_) => Err(StepError::Timeout(after)),
+        Ok(result) => result.map_err(StoreError::Machine),
+        Err(_) => Err(StoreError::Timeout(after)),
     }
 }
 
@@ -67,17 +81,6 @@ pub fn state_name(state: ConvState) -> String {
         .unwrap_or_else(|| format!("{state:?}"))
 }
 
-/// What [`begin`] decided.
-#[derive(Debug)]
-pub struct Begun {
-    /// The service the message goes to.
-    pub service: String,
-    /// Why.
-    pub reason: RouteReason,
-    /// The conversation as saved.
-    pub conversation: Conversation,
-}
-
 fn in_conversation(state: ConvState) -> bool {
     !matches!(
         state,
@@ -85,120 +88,147 @@ fn in_conversation(state: ConvState) -> bool {
     )
 }
 
-/// Feeds the user's message to the conversation and routes it. On a retry (attempt > 1) the
-/// message is not recorded twice when the last attempt already saved it. Each store call
-/// may take `store_timeout`.
-pub async fn begin(
+/// The conversation of `wa_id`, or a new one started at `now` (version 0). One bounded load.
+pub async fn load(
     conversations: &Conversations,
-    router: &Router,
-    msg: &InboundMessage,
-    text: &str,
-    attempt: u32,
+    wa_id: &str,
+    now: DateTime<Utc>,
     store_timeout: Duration,
-) -> Result<Begun, StepError> {
-    let mut round = 0;
-    loop {
-        let now = Utc::now();
-        let (def, mut conv) =
-            match bounded(store_timeout, conversations.load_with_definition(&msg.from)).await? {
-                Some(found) => found,
-                None => (
-                    conversations.definition().clone(),
-                    conversations
-                        .definition()
-                        .new_instance(ConvContext::default(), now),
-                ),
-            };
-        let current = in_conversation(conv.state())
-            .then(|| conv.context().intent.clone())
-            .flatten();
-        let recorded = attempt > 1
-            && conv
-                .context()
-                .last_messages
-                .back()
-                .is_some_and(|m| m.role == Role::User && m.text == text);
-        if !recorded {
-            def.send(
-                &mut conv,
-                ConvEvent::UserMessage {
-                    text: text.to_owned(),
-                },
-                now,
-            )
-            .map_err(StepError::Machine)?;
-        }
-        let (service, reason) = router.route(msg, current.as_deref());
+) -> Result<Loaded, StoreError> {
+    bounded(store_timeout, conversations.load_or_new(wa_id, now)).await
+}
+
+/// The service `msg` goes to, given the conversation it arrives in: a keyword wins, else the
+/// service an ongoing conversation is with, else the default. Pure.
+pub fn route(router: &Router, msg: &InboundMessage, conv: &Conversation) -> (String, RouteReason) {
+    let current = in_conversation(conv.state())
+        .then(|| conv.context().intent.clone())
+        .flatten();
+    router.route(msg, current.as_deref())
+}
+
+/// What one message does to its conversation, decided once and re-applied as is on a
+/// conflict: the user's text, and the service it was routed to (and called).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    /// The user's text (`[image]` and the like for a message without one).
+    pub text: String,
+    /// The service the message went to.
+    pub service: String,
+}
+
+/// How a turn ended, as the conversation records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The reply that was sent (`None`: the downstream had nothing to say), and whether the
+    /// downstream considers the conversation finished.
+    Replied {
+        /// The text as sent (cut to WhatsApp's limit).
+        text: Option<String>,
+        /// The conversation is finished.
+        done: bool,
+    },
+    /// The message was dead-lettered for this reason (the conversation goes to `fallback`,
+    /// or `error` after repeated failures).
+    Failed {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Turn {
+    /// Feeds the user's message to `conv` at `now` and records the service: the intent of a
+    /// new conversation, or a topic switch inside an active one (the machine has no edge for
+    /// that: `agent_active` stays `agent_active`, only the intent changes).
+    ///
+    /// # Errors
+    /// The machine's, when the stored conversation is in a state the definition does not know.
+    pub fn apply(
+        &self,
+        def: &Def,
+        conv: &mut Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<(), steadfast_state_machine::Error> {
+        def.send(
+            conv,
+            ConvEvent::UserMessage {
+                text: self.text.clone(),
+            },
+            now,
+        )?;
         if conv.state() == ConvState::ProcessingIntent {
             def.send(
-                &mut conv,
+                conv,
                 ConvEvent::IntentDetected {
-                    intent: service.clone(),
+                    intent: self.service.clone(),
                     needs_confirmation: false,
                 },
                 now,
-            )
-            .map_err(StepError::Machine)?;
-        } else if conv.context().intent.as_deref() != Some(service.as_str()) {
-            // A topic switch inside an active agent conversation: the machine has no edge for
-            // it (agent_active stays agent_active), so only the intent changes.
-            conv.context_mut().intent = Some(service.clone());
+            )?;
+        } else if conv.context().intent.as_deref() != Some(self.service.as_str()) {
+            conv.context_mut().intent = Some(self.service.clone());
         }
-        match bounded(store_timeout, conversations.save(&msg.from, &mut conv)).await {
-            Ok(()) => {
-                return Ok(Begun {
-                    service,
-                    reason,
-                    conversation: conv,
-                });
-            }
-            Err(StepError::Machine(e)) if e.is_conflict() && round < CONFLICT_RETRIES => {
-                metrics::counter!(crate::metrics::CONVERSATION_CONFLICTS).increment(1);
-                round += 1;
-            }
-            Err(e) => return Err(e),
+        Ok(())
+    }
+}
+
+impl Ending {
+    /// Records the ending in `conv` at `now`. An event the current state does not take (the
+    /// conversation moved on meanwhile) is skipped: the turn is still saved.
+    fn apply(
+        &self,
+        def: &Def,
+        conv: &mut Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<(), steadfast_state_machine::Error> {
+        let event = match self {
+            Ending::Replied { text: None, .. } => return Ok(()),
+            Ending::Replied {
+                text: Some(text),
+                done,
+            } => ConvEvent::AgentReply {
+                text: text.clone(),
+                done: *done,
+            },
+            Ending::Failed { reason } => ConvEvent::Fail {
+                reason: reason.clone(),
+            },
+        };
+        match def.send(conv, event, now) {
+            Ok(_) | Err(steadfast_state_machine::Error::NoTransition { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
 
-/// Records an event after the downstream answered (or failed). An event the current state
-/// does not take (the conversation timed out or moved on meanwhile) is skipped. Each store
-/// call may take `store_timeout`.
-pub async fn record(
+/// Saves `turn` and its `ending` in `wa_id`'s conversation: applied to `loaded` (the copy
+/// [`load`] returned) and saved version-checked; on a conflict reloaded and re-applied
+/// ([`Machines::update_from`]). One save on the happy path, bounded by `store_timeout` as a
+/// whole.
+pub async fn save(
     conversations: &Conversations,
     wa_id: &str,
-    event: ConvEvent,
+    loaded: Loaded,
+    turn: &Turn,
+    ending: &Ending,
+    now: DateTime<Utc>,
     store_timeout: Duration,
-) -> Result<(), StepError> {
-    let mut round = 0;
-    loop {
-        let now = Utc::now();
-        let Some((def, mut conv)) =
-            bounded(store_timeout, conversations.load_with_definition(wa_id)).await?
-        else {
-            return Ok(());
-        };
-        match def.send(&mut conv, event.clone(), now) {
-            Ok(t) if t.ignored => return Ok(()),
-            Ok(_) => {}
-            Err(steadfast_state_machine::Error::NoTransition { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
+) -> Result<Conversation, StoreError> {
+    let mut rounds = 0u32;
+    let update = conversations.update_from(wa_id, loaded, now, |def, conv| {
+        rounds += 1;
+        if rounds > 1 {
+            metrics::counter!(crate::metrics::CONVERSATION_CONFLICTS).increment(1);
         }
-        match bounded(store_timeout, conversations.save(wa_id, &mut conv)).await {
-            Ok(()) => return Ok(()),
-            Err(StepError::Machine(e)) if e.is_conflict() && round < CONFLICT_RETRIES => {
-                metrics::counter!(crate::metrics::CONVERSATION_CONFLICTS).increment(1);
-                round += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        turn.apply(def, conv, now)?;
+        ending.apply(def, conv, now)
+    });
+    bounded(store_timeout, update).await.map(|((), conv)| conv)
 }
 
 /// The conversation definition the service runs (the crate's pre-built one: 30 minutes idle
 /// in `awaiting_input` / `agent_active` times out back to `idle`).
-pub fn definition()
--> std::sync::Arc<steadfast_state_machine::Definition<ConvState, ConvEvent, ConvContext>> {
+pub fn definition() -> Arc<Def> {
     conversation::definition()
 }
 
@@ -277,23 +307,44 @@ mod tests {
             inner: MemorySnapshots::new(),
             stalled: AtomicBool::new(true),
         });
-        let conversations = Conversations::new(definition(), store.clone());
+        let conversations = conversations(store.clone());
         let router = Router::new(Vec::new(), "ai-agent".into());
         let timeout = Duration::from_millis(300);
+        let now = Utc::now();
         let start = tokio::time::Instant::now();
-        let err = begin(&conversations, &router, &message(), "hi", 1, timeout)
+        let err = load(&conversations, "250788123456", now, timeout)
             .await
             .unwrap_err();
         assert!(
-            matches!(err, StepError::Timeout(t) if t == timeout),
+            matches!(err, StoreError::Timeout(t) if t == timeout),
             "{err}"
         );
         assert_eq!(err.kind(), "store_timeout");
         assert_eq!(start.elapsed(), timeout, "one bounded call, virtual time");
-        let err = record(
+
+        // Loaded before the stall, saved during it: the save is bounded too.
+        store.stalled.store(false, Ordering::SeqCst);
+        let loaded = load(&conversations, "250788123456", now, timeout)
+            .await
+            .unwrap();
+        let (service, _) = route(&router, &message(), &loaded.1);
+        assert_eq!(service, "ai-agent");
+        let turn = Turn {
+            text: "hi".into(),
+            service,
+        };
+        let ending = Ending::Replied {
+            text: Some("hello".into()),
+            done: false,
+        };
+        store.stalled.store(true, Ordering::SeqCst);
+        let err = save(
             &conversations,
             "250788123456",
-            ConvEvent::Fail { reason: "x".into() },
+            loaded.clone(),
+            &turn,
+            &ending,
+            now,
             timeout,
         )
         .await
@@ -301,9 +352,18 @@ mod tests {
         assert_eq!(err.kind(), "store_timeout");
         // The store answers again: the same step goes through.
         store.stalled.store(false, Ordering::SeqCst);
-        let begun = begin(&conversations, &router, &message(), "hi", 2, timeout)
-            .await
-            .unwrap();
-        assert_eq!(begun.service, "ai-agent");
+        let conv = save(
+            &conversations,
+            "250788123456",
+            loaded,
+            &turn,
+            &ending,
+            now,
+            timeout,
+        )
+        .await
+        .unwrap();
+        assert_eq!(conv.state(), ConvState::AgentActive);
+        assert_eq!(conv.context().last_messages.len(), 2);
     }
 }

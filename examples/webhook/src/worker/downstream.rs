@@ -71,17 +71,41 @@ pub enum AttemptError {
     },
 }
 
-/// Why the message could not be handed to the downstream.
+/// Why the message could not be handed to the downstream. The first three tell apart what
+/// the queue treats differently (see [`crate::worker::pipeline`]): a failed call, a refusal
+/// (no call made), a failed half-open probe.
 #[derive(Debug, thiserror::Error)]
 pub enum DownstreamError {
-    /// Worth retrying later: timeouts, 5xx, 429, transport errors, nothing healthy.
+    /// A call made while its endpoint's breaker was closed failed: timeout, 5xx, 429,
+    /// transport error. An attempt: it says something about this message.
     #[error("{kind}: {message}")]
-    Retryable {
+    Failed {
         /// Error class for the dead-letter history (`downstream_timeout`, `downstream_http_503`).
         kind: String,
         /// What happened.
         message: String,
-        /// A delay the downstream or the breakers asked for.
+        /// The downstream's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// No call was made (kind `downstream_unavailable`): every endpoint's breaker is open or
+    /// refused, or no endpoint is healthy.
+    #[error("downstream_unavailable: {message}")]
+    Unavailable {
+        /// What the registry said.
+        message: String,
+        /// When the first open breaker lets a probe through, when that is known.
+        retry_after: Option<Duration>,
+    },
+    /// Only half-open probes ran, and they failed: the service is still down; the message is
+    /// not to blame.
+    #[error("{kind}: {message} (half-open probe)")]
+    ProbeFailed {
+        /// Error class, as for [`DownstreamError::Failed`].
+        kind: String,
+        /// What happened.
+        message: String,
+        /// When the breaker lets the next probe through (or the downstream's `Retry-After`,
+        /// whichever is later), when known.
         retry_after: Option<Duration>,
     },
     /// The downstream refused the message (4xx): retrying will not help.
@@ -112,11 +136,22 @@ impl DownstreamError {
     /// `downstream_redirect`, `downstream_too_large`, ...).
     pub fn kind(&self) -> String {
         match self {
-            DownstreamError::Retryable { kind, .. } => kind.clone(),
+            DownstreamError::Failed { kind, .. } | DownstreamError::ProbeFailed { kind, .. } => {
+                kind.clone()
+            }
+            DownstreamError::Unavailable { .. } => "downstream_unavailable".into(),
             DownstreamError::Rejected { status } => format!("downstream_http_{status}"),
             DownstreamError::Redirected { .. } => "downstream_redirect".into(),
             DownstreamError::TooLarge { .. } => "downstream_too_large".into(),
         }
+    }
+}
+
+/// The later of two waits (`None` only when both are unknown).
+pub(crate) fn later(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -210,43 +245,84 @@ pub async fn call(
     };
     metrics::histogram!(crate::metrics::DOWNSTREAM_DURATION, "service" => service.to_owned(), "outcome" => outcome)
         .record(start.elapsed());
+    // A probe's failure reopened the breaker: come back when it lets the next one through.
+    let probe_failed = |kind: String, message: String, retry_after: Option<Duration>| {
+        DownstreamError::ProbeFailed {
+            kind,
+            message,
+            retry_after: later(registry.retry_after(service), retry_after),
+        }
+    };
     match result {
         Ok(Answer::Reply(r)) => Ok(r),
         Ok(Answer::Refused(status)) => Err(DownstreamError::Rejected { status }),
         Ok(Answer::TooLarge(limit)) => Err(DownstreamError::TooLarge { limit }),
-        Err(CallError::Timeout { after, .. }) => Err(DownstreamError::Retryable {
-            kind: "downstream_timeout".into(),
-            message: format!("{service} did not answer within {after:?}"),
-            retry_after: None,
-        }),
-        Err(CallError::Unavailable(e)) => {
-            let retry_after = match &e {
-                steadfast_service_registry::Error::Rejected { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            Err(DownstreamError::Retryable {
-                kind: "downstream_unavailable".into(),
-                message: e.to_string(),
-                retry_after,
+        Err(CallError::Timeout { after, probe, .. }) => {
+            let kind = "downstream_timeout".to_owned();
+            let message = format!("{service} did not answer within {after:?}");
+            Err(if probe {
+                probe_failed(kind, message, None)
+            } else {
+                DownstreamError::Failed {
+                    kind,
+                    message,
+                    retry_after: None,
+                }
             })
         }
-        Err(CallError::Failed { error, .. }) => Err(match error {
-            AttemptError::Transport(m) => DownstreamError::Retryable {
-                kind: "downstream_transport".into(),
-                message: format!("{service}: {m}"),
+        Err(CallError::Unavailable(e)) => Err(match e {
+            steadfast_service_registry::Error::Rejected { retry_after, .. } => {
+                DownstreamError::Unavailable {
+                    message: e.to_string(),
+                    retry_after,
+                }
+            }
+            // Ejected endpoints are what an open breaker looks like from here.
+            steadfast_service_registry::Error::NoHealthyEndpoint { .. } => {
+                DownstreamError::Unavailable {
+                    message: e.to_string(),
+                    retry_after: registry.retry_after(service),
+                }
+            }
+            // An unknown service is the configuration's fault: counted as attempts, so the
+            // message dead-letters and is replayed once the configuration is fixed.
+            other => DownstreamError::Failed {
+                kind: "downstream_unavailable".into(),
+                message: other.to_string(),
                 retry_after: None,
             },
-            AttemptError::Redirect { status } => DownstreamError::Redirected { status },
-            AttemptError::Status {
-                status,
-                retry_after,
-            } => DownstreamError::Retryable {
-                kind: format!("downstream_http_{status}"),
-                message: format!("{service} answered HTTP {status}"),
-                retry_after,
-            },
         }),
-        Err(other) => Err(DownstreamError::Retryable {
+        Err(CallError::Failed { error, probe, .. }) => {
+            let (kind, message, retry_after) = match error {
+                // The endpoint's configuration, not its health: not retried, probe or not.
+                AttemptError::Redirect { status } => {
+                    return Err(DownstreamError::Redirected { status });
+                }
+                AttemptError::Transport(m) => (
+                    "downstream_transport".to_owned(),
+                    format!("{service}: {m}"),
+                    None,
+                ),
+                AttemptError::Status {
+                    status,
+                    retry_after,
+                } => (
+                    format!("downstream_http_{status}"),
+                    format!("{service} answered HTTP {status}"),
+                    retry_after,
+                ),
+            };
+            Err(if probe {
+                probe_failed(kind, message, retry_after)
+            } else {
+                DownstreamError::Failed {
+                    kind,
+                    message,
+                    retry_after,
+                }
+            })
+        }
+        Err(other) => Err(DownstreamError::Failed {
             kind: "downstream_error".into(),
             message: other.to_string(),
             retry_after: None,

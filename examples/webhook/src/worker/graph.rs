@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use steadfast_circuit_breaker::{CallError, CircuitBreaker, Outcome};
+use steadfast_circuit_breaker::CircuitBreaker;
 
 use crate::config::Secret;
 use crate::mask::Masked;
@@ -11,17 +11,39 @@ use crate::mask::Masked;
 /// The breaker's name.
 pub const BREAKER: &str = "whatsapp-graph-api";
 
-/// Why a reply was not sent.
+/// Why a reply was not sent. The first three tell apart what the queue treats differently
+/// (see [`crate::worker::pipeline`]): a failed call, a refusal by the open breaker (no call
+/// made), a failed half-open probe.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying (5xx, 429, timeout, transport, breaker open).
+    /// A call made while the breaker was closed failed (5xx, 429, timeout, transport): an
+    /// attempt.
     #[error("{kind}: {message}")]
-    Retryable {
-        /// Error class (`graph_http_503`, `graph_breaker_open`, ...).
+    Failed {
+        /// Error class (`graph_http_503`, `graph_timeout`, ...).
         kind: String,
         /// What happened.
         message: String,
-        /// When to try again, if known.
+        /// The Graph API's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The breaker refused the call (kind `graph_breaker_open`): nothing was sent.
+    #[error("graph_breaker_open: {BREAKER} breaker is {state}")]
+    BreakerOpen {
+        /// The breaker's state (`open`, `half_open` with its probes in flight, `forced_open`).
+        state: &'static str,
+        /// When it lets a probe through, when it knows.
+        retry_after: Option<Duration>,
+    },
+    /// The call was the breaker's half-open probe, and it failed: the Graph API is still down.
+    #[error("{kind}: {message} (half-open probe)")]
+    ProbeFailed {
+        /// Error class, as for [`SendError::Failed`].
+        kind: String,
+        /// What happened.
+        message: String,
+        /// When the breaker lets the next probe through (or the `Retry-After`, whichever is
+        /// later), when known.
         retry_after: Option<Duration>,
     },
     /// Refused by the Graph API (4xx: bad recipient, expired token...).
@@ -48,7 +70,8 @@ impl SendError {
     /// The error class recorded with the attempt (`graph_http_503`, `graph_redirect`, ...).
     pub fn kind(&self) -> String {
         match self {
-            SendError::Retryable { kind, .. } => kind.clone(),
+            SendError::Failed { kind, .. } | SendError::ProbeFailed { kind, .. } => kind.clone(),
+            SendError::BreakerOpen { .. } => "graph_breaker_open".into(),
             SendError::Refused { status } => format!("graph_http_{status}"),
             SendError::Redirected { .. } => "graph_redirect".into(),
             SendError::BadPhoneNumberId => "graph_bad_phone_number_id".into(),
@@ -161,76 +184,102 @@ impl GraphClient {
             .bearer_auth(token.expose())
             .timeout(self.timeout)
             .json(&body);
+        // Through the permit rather than `call_with`: whether the call is a half-open probe
+        // decides what its failure means to the queue.
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                metrics::counter!(crate::metrics::OUTBOUND_REPLIES, "outcome" => "breaker_open")
+                    .increment(1);
+                return Err(SendError::BreakerOpen {
+                    state: rejected.state.as_str(),
+                    retry_after: rejected.retry_after,
+                });
+            }
+        };
+        let probe = permit.is_probe();
+        let call = async move {
+            let res = request.send().await?;
+            let status = res.status();
+            Ok::<_, reqwest::Error>(if status.is_success() {
+                Sent::Ok
+            } else if status.is_redirection() {
+                Sent::Redirected(status.as_u16())
+            } else if status.is_server_error() || status.as_u16() == 429 {
+                let after = res
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Sent::Failed(status.as_u16(), after)
+            } else {
+                Sent::Refused(status.as_u16())
+            })
+        };
+        // `None`: the breaker's call timeout elapsed.
+        let result = match self.breaker.config().call_timeout() {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
+        };
         // A 4xx is about this reply, not the Graph API's health: the breaker ignores it. A
         // redirect is about the configured URL, which every reply shares: it counts as a
         // failure, so a wrong `graph_api_url` opens the breaker and later replies wait (and
         // are retried once it is fixed) instead of each becoming a dead letter.
-        let classify = |r: &Result<Sent, reqwest::Error>| match r {
-            Ok(Sent::Ok) => Outcome::Success,
-            Ok(Sent::Refused(_)) => Outcome::Ignore,
-            Ok(Sent::Redirected(_) | Sent::Failed(..)) | Err(_) => Outcome::Failure,
-        };
-        let result = self
-            .breaker
-            .call_with(&classify, || async move {
-                let res = request.send().await?;
-                let status = res.status();
-                Ok(if status.is_success() {
-                    Sent::Ok
-                } else if status.is_redirection() {
-                    Sent::Redirected(status.as_u16())
-                } else if status.is_server_error() || status.as_u16() == 429 {
-                    let after = res
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    Sent::Failed(status.as_u16(), after)
-                } else {
-                    Sent::Refused(status.as_u16())
-                })
-            })
-            .await;
-        let (outcome, ret) = match result {
-            Ok(Sent::Ok) => ("sent", Ok(())),
-            Ok(Sent::Refused(status)) => ("rejected", Err(SendError::Refused { status })),
-            Ok(Sent::Redirected(status)) => ("failed", Err(SendError::Redirected { status })),
-            Ok(Sent::Failed(status, retry_after)) => (
-                "failed",
-                Err(SendError::Retryable {
-                    kind: format!("graph_http_{status}"),
-                    message: format!("Graph API answered HTTP {status}"),
+        match &result {
+            Some(Ok(Sent::Ok)) => permit.success(),
+            Some(Ok(Sent::Refused(_))) => permit.ignore(),
+            _ => permit.failure(),
+        }
+        let failed = |kind: String, message: String, retry_after: Option<Duration>| {
+            if probe {
+                SendError::ProbeFailed {
+                    kind,
+                    message,
+                    retry_after: super::downstream::later(
+                        self.breaker.metrics().time_until_half_open(),
+                        retry_after,
+                    ),
+                }
+            } else {
+                SendError::Failed {
+                    kind,
+                    message,
                     retry_after,
-                }),
-            ),
-            Err(CallError::Rejected(r)) => (
-                "breaker_open",
-                Err(SendError::Retryable {
-                    kind: "graph_breaker_open".into(),
-                    message: format!("{BREAKER} breaker is {}", r.state.as_str()),
-                    retry_after: r.retry_after,
-                }),
-            ),
-            Err(CallError::Timeout) => (
+                }
+            }
+        };
+        let (outcome, ret) = match result {
+            Some(Ok(Sent::Ok)) => ("sent", Ok(())),
+            Some(Ok(Sent::Refused(status))) => ("rejected", Err(SendError::Refused { status })),
+            Some(Ok(Sent::Redirected(status))) => ("failed", Err(SendError::Redirected { status })),
+            Some(Ok(Sent::Failed(status, retry_after))) => (
                 "failed",
-                Err(SendError::Retryable {
-                    kind: "graph_timeout".into(),
-                    message: "Graph API call timed out".into(),
-                    retry_after: None,
-                }),
+                Err(failed(
+                    format!("graph_http_{status}"),
+                    format!("Graph API answered HTTP {status}"),
+                    retry_after,
+                )),
             ),
-            Err(CallError::Inner(e)) => (
+            None => (
                 "failed",
-                Err(SendError::Retryable {
-                    kind: if e.is_timeout() {
+                Err(failed(
+                    "graph_timeout".into(),
+                    "Graph API call timed out".into(),
+                    None,
+                )),
+            ),
+            Some(Err(e)) => (
+                "failed",
+                Err(failed(
+                    if e.is_timeout() {
                         "graph_timeout".into()
                     } else {
                         "graph_transport".into()
                     },
-                    message: e.without_url().to_string(),
-                    retry_after: None,
-                }),
+                    e.without_url().to_string(),
+                    None,
+                )),
             ),
         };
         metrics::counter!(crate::metrics::OUTBOUND_REPLIES, "outcome" => outcome).increment(1);

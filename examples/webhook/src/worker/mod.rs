@@ -1,12 +1,10 @@
 //! The worker side: what happens to a queued message.
 //!
-//! For each message: skip it if it was already processed (a durable marker, so a Meta retry
-//! that arrives after the first copy finished is not processed twice even with Redis down);
-//! advance the sender's conversation and route the message; call the downstream through the
-//! service registry; send its reply through the Graph API; record the reply in the
-//! conversation; mark the message processed. Failures return [`Outcome::Retry`] (the queue
-//! backs off and, after the last attempt, dead-letters the message with every attempt's
-//! error) or [`Outcome::Dead`] when no retry can help.
+//! [`pipeline`] holds the steps (skip if processed, load the conversation, route, call the
+//! downstream, send the reply, save the conversation, mark processed) and the one mapping
+//! from a step's error to the queue's [`Outcome`]: [`Outcome::Retry`] (the queue backs off
+//! and, after the last attempt, dead-letters the message with every attempt's error) or
+//! [`Outcome::Dead`] when no retry can help.
 //!
 //! Every store call here is bounded by `storage.store_timeout`: a database that stops
 //! answering fails the attempt (kind `store_timeout`, retried) instead of hanging the slot.
@@ -17,6 +15,7 @@ pub mod body;
 pub mod conversation;
 pub mod downstream;
 pub mod graph;
+pub mod pipeline;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +24,8 @@ use serde_json::{Value, json};
 use steadfast_circuit_breaker::State as BreakerState;
 use steadfast_dlq::{Failure, Message, Outcome, QueueStats, WorkerHooks};
 use steadfast_idempotency::Deduplicator;
+use steadfast_retry::Clock;
 use steadfast_service_registry::Registry;
-use steadfast_state_machine::conversation::ConvEvent;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -34,8 +33,7 @@ use crate::mask::Masked;
 use crate::payload::InboundMessage;
 use crate::routing::Router;
 use conversation::Conversations;
-use downstream::{DownstreamError, DownstreamRequest};
-use graph::{GraphClient, SendError};
+use graph::GraphClient;
 
 /// How long the processed-marker lookup may take before it is skipped.
 const MARKER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -62,6 +60,9 @@ pub struct Services {
     /// process, so they do not fight over the conversation's version and its history stays in
     /// order. Across processes, the store's version check still serializes them.
     pub sender_locks: SenderLocks,
+    /// The wall clock conversations are timed by (`SystemClock` in production; tests pass a
+    /// `ManualClock`).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A fixed set of async mutexes, picked by hashing the sender: bounded memory whatever the
@@ -108,9 +109,7 @@ impl Services {
         let start = Instant::now();
         let job: InboundMessage = match serde_json::from_value(message.payload.clone()) {
             Ok(j) => j,
-            Err(e) => {
-                return Outcome::dead("bad_payload", format!("unreadable queue payload: {e}"));
-            }
+            Err(e) => return pipeline::outcome(&pipeline::StepError::BadPayload(e.to_string())),
         };
         let span = tracing::info_span!(
             "message",
@@ -143,190 +142,6 @@ impl Services {
             ),
         });
         outcome
-    }
-
-    async fn process(&self, job: &InboundMessage, attempt: u32, max_attempts: u32) -> Outcome {
-        let start = Instant::now();
-        let store_timeout = self.config.storage.store_timeout;
-        let marker_timeout = MARKER_TIMEOUT.min(store_timeout);
-        match tokio::time::timeout(marker_timeout, self.processed.seen(&job.message_id)).await {
-            Ok(Ok(true)) => {
-                tracing::info!("already processed; duplicate skipped");
-                metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "duplicate")
-                    .increment(1);
-                return Outcome::Ack;
-            }
-            Ok(Ok(false)) => {}
-            // Unknown: process it (the downstream gets an Idempotency-Key for exactly this case).
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!("processed-marker lookup failed; processing anyway")
-            }
-        }
-
-        let text = job
-            .text
-            .clone()
-            .unwrap_or_else(|| format!("[{}]", job.kind));
-        let begun = match conversation::begin(
-            &self.conversations,
-            &self.router,
-            job,
-            &text,
-            attempt,
-            store_timeout,
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => return Outcome::retry(e.kind(), e.to_string()),
-        };
-        let service = begun.service.clone();
-        metrics::counter!(crate::metrics::ROUTED, "service" => service.clone(), "reason" => begun.reason.as_str())
-            .increment(1);
-        tracing::info!(service = %service, reason = begun.reason.as_str(), "routed");
-
-        let request = DownstreamRequest {
-            message_id: job.message_id.clone(),
-            from: job.from.clone(),
-            kind: job.kind.clone(),
-            text: job.text.clone(),
-            conversation_state: conversation::state_name(begun.conversation.state()),
-            correlation_id: job.correlation_id.clone(),
-            history: begun
-                .conversation
-                .context()
-                .last_messages
-                .iter()
-                .cloned()
-                .collect(),
-        };
-        let reply = match downstream::call(
-            &self.registry,
-            &self.http,
-            &service,
-            &request,
-            self.config.worker.max_response_bytes,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(
-                e @ (DownstreamError::Rejected { .. }
-                | DownstreamError::Redirected { .. }
-                | DownstreamError::TooLarge { .. }),
-            ) => {
-                self.fail_conversation(job, &format!("{service}: {e}"))
-                    .await;
-                return Outcome::dead(e.kind(), format!("{service}: {e}"));
-            }
-            Err(DownstreamError::Retryable {
-                kind,
-                message,
-                retry_after,
-            }) => {
-                if attempt >= max_attempts {
-                    // Last attempt: the user hears something now; the message waits in the
-                    // dead letters for an operator's replay.
-                    self.fail_conversation(job, &message).await;
-                    if let Some(text) = fallback_reply(&self.config, &service) {
-                        if let Err(e) = self
-                            .graph
-                            .send_text(&job.phone_number_id, &job.from, graph::cap_text(&text))
-                            .await
-                        {
-                            tracing::warn!(error = %e, "fallback reply not sent");
-                        }
-                    }
-                }
-                let failure = Failure::retryable(kind, message);
-                return Outcome::Retry(match retry_after {
-                    Some(d) => failure.after(d),
-                    None => failure,
-                });
-            }
-        };
-
-        // What is sent is what is recorded: both cut to WhatsApp's limit.
-        if let Some(text) = reply
-            .reply
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(graph::cap_text)
-        {
-            match self
-                .graph
-                .send_text(&job.phone_number_id, &job.from, text)
-                .await
-            {
-                Ok(()) => {}
-                Err(
-                    e @ (SendError::Refused { .. }
-                    | SendError::Redirected { .. }
-                    | SendError::BadPhoneNumberId),
-                ) => {
-                    return Outcome::dead(e.kind(), e.to_string());
-                }
-                Err(SendError::Retryable {
-                    kind,
-                    message,
-                    retry_after,
-                }) => {
-                    let failure = Failure::retryable(kind, message);
-                    return Outcome::Retry(match retry_after {
-                        Some(d) => failure.after(d),
-                        None => failure,
-                    });
-                }
-            }
-            if let Err(e) = conversation::record(
-                &self.conversations,
-                &job.from,
-                ConvEvent::AgentReply {
-                    text: text.to_owned(),
-                    done: reply.done,
-                },
-                store_timeout,
-            )
-            .await
-            {
-                // The reply went out; only the history misses it. Not worth a retry that
-                // would send the reply twice (a timeout included).
-                tracing::warn!(error = %e, "reply sent but not recorded in the conversation");
-            }
-        }
-        // As above: after the reply went out, a timed-out marker is logged, not retried.
-        match tokio::time::timeout(
-            store_timeout,
-            self.processed
-                .mark_processed(&job.message_id, start.elapsed()),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "processed marker not written; a redelivery would be processed again")
-            }
-            Err(_) => tracing::warn!(
-                timeout_ms = store_timeout.as_millis() as u64,
-                "processed marker timed out; a redelivery would be processed again"
-            ),
-        }
-        Outcome::Ack
-    }
-
-    async fn fail_conversation(&self, job: &InboundMessage, reason: &str) {
-        if let Err(e) = conversation::record(
-            &self.conversations,
-            &job.from,
-            ConvEvent::Fail {
-                reason: reason.to_owned(),
-            },
-            self.config.storage.store_timeout,
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "conversation failure not recorded");
-        }
     }
 
     /// Fires due conversation timeouts (`awaiting_input` / `agent_active` idle for 30 min
