@@ -205,6 +205,9 @@ pub struct WorkerConfig {
     /// The largest downstream response body read; a larger one fails the attempt as
     /// `downstream_too_large` (not retried).
     pub max_response_bytes: usize,
+    /// How long a message may wait (retrying, or snoozed behind an open breaker) from its
+    /// first failure or snooze before it becomes a dead letter.
+    pub retry_horizon: Duration,
 }
 
 /// Conversations. The idle timeout (30 minutes in `awaiting_input` / `agent_active`) and the
@@ -493,6 +496,7 @@ struct FileWorker {
     poll_interval_ms: Option<u64>,
     lease_seconds: Option<u64>,
     max_response_bytes: Option<usize>,
+    retry_horizon_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -525,6 +529,8 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_MESSAGES_PER_DELIVERY: usize = 1000;
 /// Default cap of a downstream response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Default retry horizon: an hour of retries and snoozes, then a dead letter.
+pub const DEFAULT_RETRY_HORIZON: Duration = Duration::from_secs(3600);
 /// Default bound of one store call.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default conversation retention, in days.
@@ -1152,6 +1158,16 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             }
             n => n,
         },
+        retry_horizon: match w.retry_horizon_seconds {
+            None => DEFAULT_RETRY_HORIZON,
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    "worker.retry_horizon_seconds",
+                    "must be greater than 0",
+                ));
+            }
+            Some(s) => Duration::from_secs(s),
+        },
     };
 
     let c = file.conversation;
@@ -1423,6 +1439,11 @@ mod tests {
                 "storage.store_timeout_ms",
             ),
             (
+                "[worker]\nretry_horizon_seconds = 0",
+                &[],
+                "worker.retry_horizon_seconds",
+            ),
+            (
                 "[conversation]\nretention_days = 0",
                 &[],
                 "conversation.retention_days",
@@ -1446,6 +1467,7 @@ mod tests {
         assert!(!c.http.trust_forwarded_for);
         assert_eq!(c.worker.max_response_bytes, 64 * 1024);
         assert_eq!(c.storage.store_timeout, Duration::from_secs(5));
+        assert_eq!(c.worker.retry_horizon, Duration::from_secs(3600));
         assert_eq!(
             c.conversation.retention,
             Duration::from_secs(30 * 24 * 3600)
