@@ -57,7 +57,7 @@ async fn main() {
                 {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
         .await;
