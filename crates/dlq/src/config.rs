@@ -1,7 +1,8 @@
 //! Store configuration: retry policies per queue, the clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use steadfast_retry::{Clock, RetryPolicy, SystemClock};
@@ -12,7 +13,11 @@ use crate::message::check_name;
 /// How a store schedules retries and reads time. Shared by every adapter.
 ///
 /// Defaults: the seed system's retry policy ([`RetryPolicy::default`]: 3 attempts, 1 s then
-/// 2 s, capped at 30 s) for every queue, and the [`SystemClock`].
+/// 2 s, capped at 30 s) for every queue, no horizon, done keys not remembered, and the
+/// [`SystemClock`].
+///
+/// The policy's `max_delay` also caps every delay a caller asks for: a failure's own delay
+/// ([`Failure::after`](crate::Failure::after), a downstream's `Retry-After`) and a snooze's.
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,6 +38,9 @@ use crate::message::check_name;
 pub struct QueueConfig {
     default_policy: RetryPolicy,
     policies: HashMap<String, RetryPolicy>,
+    default_horizon: Option<Duration>,
+    horizons: HashMap<String, Option<Duration>>,
+    remember_done: HashSet<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -41,6 +49,9 @@ impl Default for QueueConfig {
         QueueConfig {
             default_policy: RetryPolicy::default(),
             policies: HashMap::new(),
+            default_horizon: None,
+            horizons: HashMap::new(),
+            remember_done: HashSet::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -58,6 +69,26 @@ impl QueueConfig {
     /// The retry policy of `queue` (its own, or the default).
     pub fn policy(&self, queue: &str) -> &RetryPolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
+    }
+
+    /// The longest delay a caller may ask for on `queue`: its policy's `max_delay`.
+    pub fn max_delay(&self, queue: &str) -> Duration {
+        self.policy(queue).max_delay()
+    }
+
+    /// How long a message of `queue` may keep waiting (retrying or snoozed) since its first
+    /// failure or snooze before it is dead; `None` (the default) is no bound.
+    pub fn horizon(&self, queue: &str) -> Option<Duration> {
+        self.horizons
+            .get(queue)
+            .copied()
+            .unwrap_or(self.default_horizon)
+    }
+
+    /// Whether `queue` remembers the dedup keys of its retained `done` messages
+    /// ([`QueueConfigBuilder::remember_done`]).
+    pub fn remembers_done(&self, queue: &str) -> bool {
+        self.remember_done.contains(queue)
     }
 
     /// The clock.
@@ -89,12 +120,74 @@ impl QueueConfigBuilder {
     /// The policy of one queue.
     pub fn queue_policy(mut self, queue: impl Into<String>, policy: RetryPolicy) -> Self {
         let queue = queue.into();
-        if let Err(e) = check_name("queue name", &queue) {
+        self.check_queue(&queue);
+        self.config.policies.insert(queue, policy);
+        self
+    }
+
+    /// The horizon of queues without their own (default: none). See
+    /// [`queue_horizon`](Self::queue_horizon).
+    pub fn default_horizon(mut self, horizon: Duration) -> Self {
+        self.check_horizon(horizon);
+        self.config.default_horizon = Some(horizon);
+        self
+    }
+
+    /// The time horizon of one queue (default: none, messages wait as long as their attempts
+    /// last). A message that has been waiting (retrying or snoozed) for longer than `horizon`
+    /// since its first failure or snooze becomes dead at its next failure or snooze, with its
+    /// history and a final [`HORIZON_PASSED`](crate::HORIZON_PASSED) entry. A non-retryable
+    /// failure is dead at once anyway, and `max_attempts` still counts real attempts. Must be
+    /// positive.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast_dlq::QueueConfig;
+    ///
+    /// let config = QueueConfig::builder()
+    ///     .queue_horizon("whatsapp", Duration::from_secs(3600))
+    ///     .build()?;
+    /// assert_eq!(config.horizon("whatsapp"), Some(Duration::from_secs(3600)));
+    /// assert_eq!(config.horizon("other"), None);
+    /// # Ok::<(), steadfast_dlq::Error>(())
+    /// ```
+    pub fn queue_horizon(mut self, queue: impl Into<String>, horizon: Duration) -> Self {
+        let queue = queue.into();
+        self.check_queue(&queue);
+        self.check_horizon(horizon);
+        self.config.horizons.insert(queue, Some(horizon));
+        self
+    }
+
+    /// Whether `queue` remembers the dedup keys of its `done` messages (default `false`: a key
+    /// is free again once its message is done). When on, an enqueue whose dedup key belongs to
+    /// a `done` message still retained (not yet pruned) is an
+    /// [`Enqueued::Duplicate`](crate::Enqueued::Duplicate) of it: the ack itself is the
+    /// durable "processed" marker, so a service can drop its own marker write.
+    pub fn remember_done(mut self, queue: impl Into<String>, remember: bool) -> Self {
+        let queue = queue.into();
+        self.check_queue(&queue);
+        if remember {
+            self.config.remember_done.insert(queue);
+        } else {
+            self.config.remember_done.remove(&queue);
+        }
+        self
+    }
+
+    fn check_queue(&mut self, queue: &str) {
+        if let Err(e) = check_name("queue name", queue) {
             self.error
                 .get_or_insert(Error::InvalidConfig(e.to_string()));
         }
-        self.config.policies.insert(queue, policy);
-        self
+    }
+
+    fn check_horizon(&mut self, horizon: Duration) {
+        if horizon.is_zero() || chrono::Duration::from_std(horizon).is_err() {
+            self.error.get_or_insert(Error::InvalidConfig(format!(
+                "horizon must be positive and finite, got {horizon:?}"
+            )));
+        }
     }
 
     /// The clock (tests pass a [`ManualClock`](crate::ManualClock)).

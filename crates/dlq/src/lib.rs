@@ -12,8 +12,8 @@ mod worker;
 pub use config::{QueueConfig, QueueConfigBuilder};
 pub use error::Error;
 pub use message::{
-    AttemptError, Claimed, Enqueued, Failure, LEASE_EXPIRED, Lease, MAX_KEY_LEN, MAX_PRIORITY,
-    Message, MessageId, NewMessage, State,
+    AttemptError, Claimed, Enqueued, Failure, HORIZON_PASSED, LEASE_EXPIRED, Lease, MAX_KEY_LEN,
+    MAX_PRIORITY, Message, MessageId, NewMessage, Snooze, State,
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
 pub use steadfast_retry::{Clock, ManualClock, SystemClock, TokioClock};

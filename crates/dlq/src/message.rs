@@ -129,6 +129,7 @@ pub struct NewMessage {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) delay: Duration,
     pub(crate) correlation_id: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 /// The longest accepted queue name, dedup key or correlation id, in bytes.
@@ -145,6 +146,7 @@ impl NewMessage {
             max_attempts: None,
             delay: Duration::ZERO,
             correlation_id: None,
+            group: None,
         }
     }
 
@@ -179,6 +181,22 @@ impl NewMessage {
         self
     }
 
+    /// The ordering group (SQS FIFO's `MessageGroupId`; e.g. the sender's phone number).
+    ///
+    /// Messages of one group run one at a time, in enqueue order, on any number of workers
+    /// and processes: a claim never returns a message while an earlier message of its group
+    /// (by id, i.e. enqueue order) is `pending`, `retrying` or `running`. A `dead` or `done`
+    /// message no longer holds its group back. Messages without a group are unaffected.
+    pub fn group(mut self, key: impl Into<String>) -> Self {
+        self.group = Some(key.into());
+        self
+    }
+
+    /// The ordering group, if any.
+    pub fn group_key(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
     /// The queue.
     pub fn queue_name(&self) -> &str {
         &self.queue
@@ -194,6 +212,9 @@ impl NewMessage {
         check_name("queue name", &self.queue)?;
         if let Some(key) = &self.dedup_key {
             check_name("dedup key", key)?;
+        }
+        if let Some(group) = &self.group {
+            check_name("group key", group)?;
         }
         if let Some(id) = &self.correlation_id {
             if id.len() > MAX_KEY_LEN {
@@ -277,10 +298,24 @@ pub struct AttemptError {
     /// A short machine-readable class (`"timeout"`, `"http_503"`, `"lease_expired"`, ...), used
     /// to filter dead letters.
     pub kind: String,
+    /// Whether this entry is a snooze ([`Outcome::Snooze`](crate::Outcome::Snooze)): the
+    /// message was rescheduled without spending the attempt, so `attempt` was given back.
+    /// Absent in rows written before snoozes existed (read as `false`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub snoozed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The error kind recorded when a lease expires and the message is rescued by another claim.
 pub const LEASE_EXPIRED: &str = "lease_expired";
+
+/// The kind of the final history entry of a message that became dead because it had been
+/// waiting (retrying or snoozed) longer than its queue's horizon
+/// ([`QueueConfigBuilder::queue_horizon`](crate::QueueConfigBuilder::queue_horizon)).
+pub const HORIZON_PASSED: &str = "horizon_passed";
 
 /// A stored message, as claims, inspection and listing return it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +347,13 @@ pub struct Message {
     pub errors: Vec<AttemptError>,
     /// The correlation id given at enqueue.
     pub correlation_id: Option<String>,
+    /// The ordering group given at enqueue ([`NewMessage::group`]).
+    #[serde(default)]
+    pub group_key: Option<String>,
+    /// When it started waiting: its first retryable failure or snooze since it was enqueued or
+    /// replayed. The queue's horizon counts from here. `None` until then.
+    #[serde(default)]
+    pub waiting_since: Option<DateTime<Utc>>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -345,6 +387,10 @@ pub struct Lease {
     pub max_attempts: u32,
     /// When the lease expires unless extended.
     pub expires_at: DateTime<Utc>,
+    /// The message's [`Message::waiting_since`] at claim time (it cannot change while the
+    /// lease is held): `fail` and `snooze` decide the horizon from it without another read.
+    #[serde(default)]
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 /// A claimed message and its lease.
@@ -386,6 +432,8 @@ impl Failure {
     }
 
     /// Retry after `delay` instead of the policy's backoff (e.g. a server's `Retry-After`).
+    /// The store caps it at the queue policy's `max_delay`, so a hostile or broken
+    /// `Retry-After` cannot park a message for years.
     pub fn after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
         self
@@ -415,5 +463,80 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// A reschedule that spends no attempt (River's snooze): the handler did not really try, e.g.
+/// an open circuit breaker refused the call. The claim's attempt is given back, the snooze is
+/// recorded in the message's history (an [`AttemptError`] with `snoozed: true`) and the message
+/// is due again at the snooze's time, capped at the queue policy's `max_delay`.
+///
+/// `max_attempts` keeps counting real attempts only; the queue's horizon
+/// ([`QueueConfigBuilder::queue_horizon`](crate::QueueConfigBuilder::queue_horizon)) bounds how
+/// long a message may keep snoozing.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast_dlq::{Outcome, Snooze};
+///
+/// let refused = Snooze::after("breaker_open", "downstream breaker is open", Duration::from_secs(30));
+/// assert_eq!(refused.kind(), "breaker_open");
+/// let _outcome = Outcome::Snooze(refused);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snooze {
+    pub(crate) kind: String,
+    pub(crate) message: String,
+    pub(crate) due: SnoozeDue,
+}
+
+/// When a snoozed message is due again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnoozeDue {
+    After(Duration),
+    At(DateTime<Utc>),
+}
+
+impl Snooze {
+    /// Due again `delay` from now (e.g. a breaker's `retry_after`).
+    pub fn after(kind: impl Into<String>, message: impl Into<String>, delay: Duration) -> Self {
+        Snooze {
+            kind: kind.into(),
+            message: message.into(),
+            due: SnoozeDue::After(delay),
+        }
+    }
+
+    /// Due again at `at` (a time in the past means now).
+    pub fn until(kind: impl Into<String>, message: impl Into<String>, at: DateTime<Utc>) -> Self {
+        Snooze {
+            kind: kind.into(),
+            message: message.into(),
+            due: SnoozeDue::At(at),
+        }
+    }
+
+    /// The kind recorded in the history (`"breaker_open"`, ...).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The message recorded in the history.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// How long after `now` the message is due (zero for a time already past; not capped).
+    pub fn delay_from(&self, now: DateTime<Utc>) -> Duration {
+        match self.due {
+            SnoozeDue::After(d) => d,
+            SnoozeDue::At(at) => (at - now).to_std().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for Snooze {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (snoozed): {}", self.kind, self.message)
     }
 }

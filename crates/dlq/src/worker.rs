@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::{Error, Failure, Lease, Message, MessageId, QueueStats, QueueStore, State};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Error, Failure, Lease, Message, MessageId, QueueStats, QueueStore, Snooze, State};
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,10 @@ pub enum Outcome {
     Retry(Failure),
     /// Failed for good: `dead` at once, whatever attempts are left.
     Dead(Failure),
+    /// Not really tried (e.g. an open circuit breaker refused the call): due again at the
+    /// snooze's time, the attempt given back (see [`Snooze`]). `dead` only when the queue's
+    /// horizon has passed.
+    Snooze(Snooze),
 }
 
 impl Outcome {
@@ -40,6 +46,11 @@ impl Outcome {
         Outcome::Retry(Failure::retryable(kind, message).after(delay))
     }
 
+    /// [`Outcome::Snooze`] for `delay` (e.g. a breaker's `retry_after`).
+    pub fn snooze(kind: impl Into<String>, message: impl Into<String>, delay: Duration) -> Self {
+        Outcome::Snooze(Snooze::after(kind, message, delay))
+    }
+
     /// [`Outcome::Dead`].
     pub fn dead(kind: impl Into<String>, message: impl Into<String>) -> Self {
         Outcome::Dead(Failure::fatal(kind, message))
@@ -55,6 +66,12 @@ pub trait WorkerHooks: Send + Sync {
     fn retried(&self, _queue: &str, _latency: Duration, _failure: &Failure) {}
     /// A message became a dead letter.
     fn dead_lettered(&self, _queue: &str, _latency: Duration, _failure: &Failure) {}
+    /// A message was snoozed (rescheduled without spending an attempt).
+    fn snoozed(&self, _queue: &str, _latency: Duration, _snooze: &Snooze) {}
+    /// A snoozed message became a dead letter: it had waited longer than its queue's horizon.
+    /// (A failure that hits the horizon is reported through
+    /// [`dead_lettered`](Self::dead_lettered).)
+    fn snooze_dead_lettered(&self, _queue: &str, _latency: Duration, _snooze: &Snooze) {}
     /// A lease was lost mid-handler (expired and re-claimed elsewhere): the result was dropped.
     fn lease_lost(&self, _queue: &str, _id: MessageId) {}
     /// The queue's stats, every `stats_interval` (depth, dead count, oldest due age).
@@ -78,6 +95,8 @@ pub struct WorkerReport {
     pub retried: u64,
     /// Messages dead-lettered.
     pub dead: u64,
+    /// Messages snoozed (rescheduled without spending an attempt).
+    pub snoozed: u64,
     /// Results dropped because the lease was lost.
     pub lease_lost: u64,
     /// In-flight messages given back at shutdown because their handler outlived the deadline.
@@ -270,6 +289,7 @@ impl WorkerBuilder {
 enum Settled {
     Acked,
     Retried,
+    Snoozed,
     Dead,
     LeaseLost,
     StoreError,
@@ -285,6 +305,52 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 type InFlight = Arc<Mutex<HashMap<MessageId, Lease>>>;
+
+/// One ack waiting for the acker: the lease, and where to say whether it was still held.
+type AckRequest = (Lease, oneshot::Sender<Result<bool, Error>>);
+
+/// The most acks written in one batch.
+const MAX_ACK_BATCH: usize = 256;
+
+/// Writes the acks of messages that finish together in one store call
+/// ([`QueueStore::ack_batch_ids`]): one commit instead of one each. It never waits to fill a
+/// batch: it writes what is queued at once, and what arrives meanwhile goes in the next
+/// write, so an ack waits at most for the write before it (group commit).
+async fn acker(
+    store: Arc<dyn QueueStore>,
+    mut requests: mpsc::UnboundedReceiver<AckRequest>,
+    store_timeout: Duration,
+) {
+    let mut batch: Vec<AckRequest> = Vec::new();
+    while requests.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+        let leases: Vec<Lease> = batch.iter().map(|(lease, _)| lease.clone()).collect();
+        let acked = bounded(store_timeout, "ack", store.ack_batch_ids(&leases)).await;
+        match acked {
+            Ok(ids) => {
+                let ids: std::collections::HashSet<MessageId> = ids.into_iter().collect();
+                for (lease, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(ids.contains(&lease.id)));
+                }
+            }
+            Err(e) => {
+                // Each waiting handler reports the failure of its own ack.
+                let text = e.to_string();
+                let mut first = Some(e);
+                for (_, reply) in batch.drain(..) {
+                    let e = first
+                        .take()
+                        .unwrap_or_else(|| Error::Unavailable(Box::new(AckFailed(text.clone()))));
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The failure of a batched ack, as told to every handler of the batch but the first.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct AckFailed(String);
 
 impl Worker {
     /// A builder for a worker over `queue` of `store`.
@@ -321,6 +387,12 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let in_flight: InFlight = Arc::default();
         let mut tasks: JoinSet<Settled> = JoinSet::new();
+        let (acks, ack_requests) = mpsc::unbounded_channel();
+        let mut acker = AbortOnDrop(tokio::spawn(acker(
+            self.store.clone(),
+            ack_requests,
+            self.store_timeout,
+        )));
         let mut report = WorkerReport::default();
         let mut next_stats = Instant::now();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -367,6 +439,7 @@ impl Worker {
                             store: self.store.clone(),
                             hooks: self.hooks.clone(),
                             in_flight: in_flight.clone(),
+                            acks: acks.clone(),
                             lease_for: self.lease,
                             heartbeat: self.heartbeat,
                             store_timeout: self.store_timeout,
@@ -409,6 +482,12 @@ impl Worker {
             while let Some(done) = tasks.join_next().await {
                 tally(&mut report, done);
             }
+        }
+        // Every handler is settled or aborted: let the acker write what it holds (bounded by
+        // its store timeout), then stop it.
+        drop(acks);
+        let _ = (&mut acker.0).await;
+        if drained.is_err() {
             let leftover: Vec<Lease> = in_flight.lock().drain().map(|(_, l)| l).collect();
             for lease in leftover {
                 match bounded(self.store_timeout, "release", self.store.release(&lease)).await {
@@ -466,6 +545,7 @@ fn tally(report: &mut WorkerReport, done: Result<Settled, tokio::task::JoinError
     match done {
         Ok(Settled::Acked) => report.acked += 1,
         Ok(Settled::Retried) => report.retried += 1,
+        Ok(Settled::Snoozed) => report.snoozed += 1,
         Ok(Settled::Dead) => report.dead += 1,
         Ok(Settled::LeaseLost) => report.lease_lost += 1,
         Ok(Settled::StoreError) => report.store_errors += 1,
@@ -479,12 +559,33 @@ struct Job {
     store: Arc<dyn QueueStore>,
     hooks: Arc<dyn WorkerHooks>,
     in_flight: InFlight,
+    acks: mpsc::UnboundedSender<AckRequest>,
     lease_for: Duration,
     heartbeat: Duration,
     store_timeout: Duration,
 }
 
 impl Job {
+    /// Acks through the worker's acker (batched with the acks of messages finishing
+    /// together): `Ok(false)` when the lease was lost. Bounded by `store_timeout`.
+    async fn ack(&self, lease: &Lease) -> Result<bool, Error> {
+        let (reply, answer) = oneshot::channel();
+        if self.acks.send((lease.clone(), reply)).is_err() {
+            // The acker is gone (cannot happen while the worker runs): ack alone.
+            return match bounded(self.store_timeout, "ack", self.store.ack(lease)).await {
+                Ok(()) => Ok(true),
+                Err(Error::LeaseLost(_)) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        bounded(self.store_timeout, "ack", async {
+            answer.await.map_err(|_| {
+                Error::Unavailable(Box::new(AckFailed("the acker stopped".to_owned())))
+            })?
+        })
+        .await
+    }
+
     async fn run<H, Fut>(self, claimed: crate::Claimed, handler: H) -> Settled
     where
         H: FnOnce(Message) -> Fut,
@@ -534,11 +635,33 @@ impl Job {
         };
         let latency = started.elapsed();
         let settled = match outcome {
-            Outcome::Ack => {
-                match bounded(self.store_timeout, "ack", self.store.ack(&lease)).await {
-                    Ok(()) => {
-                        self.hooks.processed(&queue, latency);
-                        Ok(Settled::Acked)
+            Outcome::Ack => match self.ack(&lease).await {
+                Ok(true) => {
+                    self.hooks.processed(&queue, latency);
+                    Ok(Settled::Acked)
+                }
+                Ok(false) => Err(Error::LeaseLost(id)),
+                Err(e) => Err(e),
+            },
+            Outcome::Snooze(snooze) => {
+                match bounded(
+                    self.store_timeout,
+                    "snooze",
+                    self.store.snooze(&lease, snooze.clone()),
+                )
+                .await
+                {
+                    Ok(State::Dead) => {
+                        tracing::warn!(
+                            queue = %queue, id = %id, snooze = %snooze,
+                            "dead-lettered: waited past the queue's horizon"
+                        );
+                        self.hooks.snooze_dead_lettered(&queue, latency, &snooze);
+                        Ok(Settled::Dead)
+                    }
+                    Ok(_) => {
+                        self.hooks.snoozed(&queue, latency, &snooze);
+                        Ok(Settled::Snoozed)
                     }
                     Err(e) => Err(e),
                 }

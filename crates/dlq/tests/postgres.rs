@@ -211,3 +211,89 @@ async fn migrations_are_idempotent_and_coexist() {
     );
     assert!(!versions.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_of_several_processes_never_run_two_messages_of_one_group() {
+    let Some(pg) = steadfast_testkit::postgres().await else {
+        return;
+    };
+    PostgresQueue::migrate(pg.pool()).await.unwrap();
+    const GROUPS: u64 = 4;
+    const PER_GROUP: u64 = 15;
+    let producer = PostgresQueue::new(pg.pool().clone());
+    let batch: Vec<_> = (0..PER_GROUP)
+        .flat_map(|i| {
+            (0..GROUPS).map(move |g| {
+                NewMessage::new("q", json!({ "g": g, "i": i })).group(format!("sender.{g}"))
+            })
+        })
+        .collect();
+    producer.enqueue_batch(batch).await.unwrap();
+
+    // Per group: how many handlers run now, and the order they ran in.
+    // (A handler's panic would only fail its attempt: overlaps are counted, then asserted.)
+    let running: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let overlaps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let order: Arc<Mutex<HashMap<u64, Vec<u64>>>> = Arc::default();
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let store = instance(&pg, QueueConfig::default()).await;
+        let worker = Worker::builder(store, "q")
+            .concurrency(4)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let (running, order, overlaps) = (running.clone(), order.clone(), overlaps.clone());
+        let mut stop = stop_tx.subscribe();
+        workers.push(tokio::spawn(async move {
+            worker
+                .run(
+                    move |m| {
+                        let (running, order) = (running.clone(), order.clone());
+                        let overlaps = overlaps.clone();
+                        async move {
+                            let g = m.payload["g"].as_u64().unwrap();
+                            let i = m.payload["i"].as_u64().unwrap();
+                            {
+                                let mut running = running.lock();
+                                let n = running.entry(g).or_default();
+                                if *n > 0 {
+                                    overlaps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
+                                *n += 1;
+                            }
+                            order.lock().entry(g).or_default().push(i);
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            *running.lock().get_mut(&g).unwrap() -= 1;
+                            Outcome::Ack
+                        }
+                    },
+                    async move {
+                        let _ = stop.recv().await;
+                    },
+                )
+                .await
+        }));
+    }
+    wait_done(&producer, GROUPS * PER_GROUP).await;
+    let _ = stop_tx.send(());
+    let mut acked = 0;
+    for w in workers {
+        acked += w.await.unwrap().acked;
+    }
+    assert_eq!(acked, GROUPS * PER_GROUP);
+    assert_eq!(
+        overlaps.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "two messages of one group ran at once"
+    );
+    let order = order.lock();
+    for g in 0..GROUPS {
+        assert_eq!(
+            order[&g],
+            (0..PER_GROUP).collect::<Vec<_>>(),
+            "group {g} in order"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use steadfast_dlq::{
     Error, Failure, MemoryQueue, MessageId, NewMessage, Outcome, QueueConfig, QueueStats,
-    QueueStore, State, TokioClock, Worker, WorkerHooks,
+    QueueStore, Snooze, State, TokioClock, Worker, WorkerHooks,
 };
 use tokio::sync::oneshot;
 
@@ -391,6 +391,12 @@ impl QueueStore for RecordingClaims {
     ) -> Result<Vec<steadfast_dlq::Message>, Error> {
         self.inner.list(filter, page).await
     }
+    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
+        self.inner.snooze(lease, snooze).await
+    }
+    async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.run_now(id).await
+    }
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         self.inner.replay(id).await
     }
@@ -531,6 +537,12 @@ impl QueueStore for Stalling {
         page: steadfast_dlq::Page,
     ) -> Result<Vec<steadfast_dlq::Message>, Error> {
         self.inner.list(filter, page).await
+    }
+    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
+        self.inner.snooze(lease, snooze).await
+    }
+    async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.run_now(id).await
     }
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         self.inner.replay(id).await
@@ -711,4 +723,267 @@ async fn shutdown_does_not_wait_forever_to_release_on_a_store_that_never_answers
     assert_eq!(report.released, 0);
     assert_eq!(report.store_errors, 1);
     assert!(hooks.store_errors.lock()[0].contains("release did not answer"));
+}
+
+/// Counts snoozes through the hooks.
+#[derive(Default)]
+struct Snoozes {
+    snoozed: AtomicU64,
+    dead: AtomicU64,
+}
+
+impl WorkerHooks for Snoozes {
+    fn snoozed(&self, _queue: &str, _latency: Duration, snooze: &Snooze) {
+        assert_eq!(snooze.kind(), "breaker_open");
+        self.snoozed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn snooze_dead_lettered(&self, _queue: &str, _latency: Duration, _snooze: &Snooze) {
+        self.dead.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snoozed_message_spends_no_attempt() {
+    let store = store();
+    let ids = fill(&*store, 1).await;
+    let hooks = Arc::new(Snoozes::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .poll_interval(Duration::from_millis(100))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicU64::new(0));
+    let r = runs.clone();
+    let report = worker
+        .run(
+            move |m| {
+                let r = r.clone();
+                async move {
+                    // The breaker refuses five times (each run is attempt 1), then it closes.
+                    assert_eq!(m.attempts, 1, "a snooze gives its attempt back");
+                    if r.fetch_add(1, Ordering::SeqCst) < 5 {
+                        Outcome::snooze("breaker_open", "open", Duration::from_secs(1))
+                    } else {
+                        Outcome::Ack
+                    }
+                }
+            },
+            settled(store.clone(), 1),
+        )
+        .await;
+    assert_eq!((report.snoozed, report.acked, report.retried), (5, 1, 0));
+    assert_eq!(hooks.snoozed.load(Ordering::SeqCst), 5);
+    let m = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Done, 1));
+    assert_eq!(m.errors.iter().filter(|e| e.snoozed).count(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn snoozing_past_the_horizon_dead_letters() {
+    let config = QueueConfig::builder()
+        .clock(Arc::new(TokioClock::new()))
+        .queue_horizon("q", Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let store = Arc::new(MemoryQueue::with_config(config));
+    let ids = fill(&*store, 1).await;
+    let hooks = Arc::new(Snoozes::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .poll_interval(Duration::from_millis(100))
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let report = worker
+        .run(
+            |_m| async { Outcome::snooze("breaker_open", "open", Duration::from_secs(3)) },
+            settled(store.clone(), 1),
+        )
+        .await;
+    // Snoozed at 0, 3, 6, 9 s; at 12 s it has waited longer than 10 s.
+    assert_eq!((report.snoozed, report.dead), (4, 1));
+    assert_eq!(hooks.dead.load(Ordering::SeqCst), 1);
+    let m = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Dead, 0));
+    assert_eq!(m.last_error().unwrap().kind, steadfast_dlq::HORIZON_PASSED);
+}
+
+/// A store that records the size of every batched ack around the memory store.
+#[derive(Debug)]
+struct RecordingAcks {
+    inner: Arc<MemoryQueue>,
+    acks: Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl QueueStore for RecordingAcks {
+    async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
+        self.inner.enqueue_batch(messages).await
+    }
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<steadfast_dlq::Claimed>, Error> {
+        self.inner.claim(queue, limit, lease).await
+    }
+    async fn ack(&self, _lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        panic!("the worker acks through ack_batch_ids");
+    }
+    async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
+        self.inner.ack_batch(leases).await
+    }
+    async fn ack_batch_ids(
+        &self,
+        leases: &[steadfast_dlq::Lease],
+    ) -> Result<Vec<MessageId>, Error> {
+        self.acks.lock().push(leases.len());
+        // A commit takes a while: acks finishing meanwhile queue up for the next one.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.inner.ack_batch_ids(leases).await
+    }
+    async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
+        self.inner.fail(lease, failure).await
+    }
+    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
+        self.inner.snooze(lease, snooze).await
+    }
+    async fn extend(
+        &self,
+        lease: &steadfast_dlq::Lease,
+        lease_for: Duration,
+    ) -> Result<steadfast_dlq::Lease, Error> {
+        self.inner.extend(lease, lease_for).await
+    }
+    async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
+        self.inner.release(lease).await
+    }
+    async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        filter: &steadfast_dlq::Filter,
+        page: steadfast_dlq::Page,
+    ) -> Result<Vec<steadfast_dlq::Message>, Error> {
+        self.inner.list(filter, page).await
+    }
+    async fn replay(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.replay(id).await
+    }
+    async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        self.inner.run_now(id).await
+    }
+    async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.replay_matching(filter).await
+    }
+    async fn delete(&self, id: MessageId) -> Result<bool, Error> {
+        self.inner.delete(id).await
+    }
+    async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
+        self.inner.purge(filter).await
+    }
+    async fn prune(
+        &self,
+        retention: &steadfast_dlq::Retention,
+    ) -> Result<steadfast_dlq::Pruned, Error> {
+        self.inner.prune(retention).await
+    }
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        self.inner.stats().await
+    }
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_of_messages_that_finish_together_share_one_write() {
+    let store = Arc::new(RecordingAcks {
+        inner: self::store(),
+        acks: Mutex::new(Vec::new()),
+    });
+    fill(&*store, 32).await;
+    let hooks = Arc::new(Counting::default());
+    let worker = Worker::builder(store.clone(), "q")
+        .concurrency(8)
+        .hooks(hooks.clone())
+        .build()
+        .unwrap();
+    let report = worker
+        .run(
+            |_m| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Outcome::Ack
+            },
+            settled(store.clone(), 32),
+        )
+        .await;
+    assert_eq!(report.acked, 32);
+    assert_eq!(hooks.processed.load(Ordering::SeqCst), 32);
+    let acks = store.acks.lock().clone();
+    assert_eq!(acks.iter().sum::<usize>(), 32);
+    // Waves of 8 handlers finish together: far fewer writes than messages.
+    assert!(acks.len() <= 8, "{acks:?}");
+    assert!(acks.iter().any(|&n| n > 1), "{acks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_group_takes_one_slot_and_others_flow() {
+    let store = store();
+    // One sender with 16 slow messages, enqueued first; then another sender's message.
+    let busy: Vec<_> = (0..16)
+        .map(|i| NewMessage::new("q", json!({ "from": "busy", "i": i })).group("busy"))
+        .collect();
+    store.enqueue_batch(busy).await.unwrap();
+    let other = store
+        .enqueue(NewMessage::new("q", json!({ "from": "other" })).group("other"))
+        .await
+        .unwrap()
+        .id();
+    let running_busy = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let other_started = Arc::new(Mutex::new(None));
+    let started = tokio::time::Instant::now();
+    let worker = Worker::builder(store.clone(), "q")
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let (r, o, os) = (running_busy.clone(), order.clone(), other_started.clone());
+    let report = worker
+        .run(
+            move |m| {
+                let (r, o, os) = (r.clone(), o.clone(), os.clone());
+                async move {
+                    if m.id == other {
+                        *os.lock() = Some(started.elapsed());
+                        return Outcome::Ack;
+                    }
+                    // Two at once shows as a negative index in the order (a panic here would
+                    // only fail the attempt).
+                    let at_once = r.fetch_add(1, Ordering::SeqCst);
+                    o.lock()
+                        .push(m.payload["i"].as_i64().unwrap() - 100 * at_once as i64);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Outcome::Ack
+                }
+            },
+            settled(store.clone(), 17),
+        )
+        .await;
+    assert_eq!(report.acked, 17);
+    assert_eq!(
+        *order.lock(),
+        (0..16).collect::<Vec<i64>>(),
+        "in order, one at a time"
+    );
+    let waited = other_started.lock().unwrap();
+    assert!(
+        waited < Duration::from_secs(1),
+        "the other sender waited {waited:?}, at least one slow call"
+    );
 }

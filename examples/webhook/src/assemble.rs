@@ -89,6 +89,7 @@ fn queue_config(config: &Config) -> Result<QueueConfig, StartupError> {
         .map_err(|e| setup("worker retry policy")(e.to_string()))?;
     QueueConfig::builder()
         .queue_policy(config.storage.queue_name.clone(), policy)
+        .queue_horizon(config.storage.queue_name.clone(), w.retry_horizon)
         .build()
         .map_err(|e| setup("queue config")(e.to_string()))
 }

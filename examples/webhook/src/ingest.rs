@@ -195,6 +195,9 @@ impl Ingestor {
                 serde_json::to_value(&job).expect("a message serializes"),
             )
             .dedup_key(job.message_id.clone())
+            // One sender's messages run one at a time and in order, across workers and
+            // instances, and a busy sender holds one worker slot, not all of them.
+            .group(job.from.clone())
             .correlation_id(correlation_id.to_owned());
             if message.validate().is_ok() {
                 batch.push(message);

@@ -375,6 +375,18 @@ impl QueueStore for CountingQueue {
         self.enter()?;
         self.inner.release(l).await
     }
+    async fn snooze(
+        &self,
+        l: &Lease,
+        s: steadfast_dlq::Snooze,
+    ) -> Result<steadfast_dlq::State, steadfast_dlq::Error> {
+        self.enter()?;
+        self.inner.snooze(l, s).await
+    }
+    async fn run_now(&self, id: MessageId) -> Result<(), steadfast_dlq::Error> {
+        self.enter()?;
+        self.inner.run_now(id).await
+    }
     async fn get(&self, id: MessageId) -> Result<Option<Message>, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.get(id).await

@@ -402,11 +402,14 @@ async fn failing_downstream_retries_dead_letters_and_admin_replay_delivers() {
         return;
     };
     e.downstream.fail_with.store(503, Ordering::SeqCst);
-    for (id, from) in [
-        ("wamid.DEAD.1", "250788000011"),
-        ("wamid.DEAD.2", "250788000022"),
+    // Two services, so that neither breaker sees enough failed calls to open (it would then
+    // snooze the messages instead: an open breaker spends no attempt): each message makes its
+    // 3 real attempts through a closed breaker and dead-letters.
+    for (id, from, text) in [
+        ("wamid.DEAD.1", "250788000011", "jobs please"),
+        ("wamid.DEAD.2", "250788000022", "hello there"),
     ] {
-        let body = text_message(id, from, "jobs please");
+        let body = text_message(id, from, text);
         assert_eq!(send(&e.router, signed(&body)).await.0, StatusCode::OK);
     }
     eventually("two dead letters", async || {

@@ -10,11 +10,14 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{QueueStore, after_failure, check_claim, check_replay_filter, lease_expired};
+use super::{
+    QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure, after_snooze, check_claim,
+    check_replay_filter, lease_expired,
+};
 use crate::time::{add, sub};
 use crate::{
-    AttemptError, Claimed, Enqueued, Error, Failure, Filter, Lease, Message, MessageId, NewMessage,
-    Page, Pruned, QueueConfig, QueueStats, Retention, State,
+    Claimed, Enqueued, Error, Failure, Filter, Lease, Message, MessageId, NewMessage, Page, Pruned,
+    QueueConfig, QueueStats, Retention, Snooze, State,
 };
 
 /// A [`QueueStore`] in memory. Nothing survives the process: use it for tests and demos.
@@ -32,8 +35,12 @@ pub struct MemoryQueue {
 #[derive(Debug, Default)]
 struct Inner {
     messages: HashMap<MessageId, Message>,
-    /// (queue, dedup key) of every message that is not done.
+    /// (queue, dedup key) of every message that is not done (and of retained done ones on
+    /// queues that remember done keys).
     keys: HashMap<(String, String), MessageId>,
+    /// (queue, group) → ids of the group's live (`pending`/`retrying`/`running`) messages:
+    /// only the first may be claimed.
+    groups: HashMap<(String, String), BTreeSet<MessageId>>,
     /// What a claim may take, per queue. Kept in step with `messages` by [`Inner::edit`],
     /// [`Inner::insert`] and [`Inner::remove`]: nothing else changes an indexed field.
     queues: HashMap<String, QueueIndex>,
@@ -92,7 +99,39 @@ fn unindex(queues: &mut HashMap<String, QueueIndex>, m: &Message) {
     };
 }
 
+fn is_live(m: &Message) -> bool {
+    matches!(m.state, State::Pending | State::Retrying | State::Running)
+}
+
+fn group_of(m: &Message) -> Option<(String, String)> {
+    m.group_key.clone().map(|g| (m.queue.clone(), g))
+}
+
 impl Inner {
+    /// Adds or removes `m` in its group's live set, after `index` / before `unindex`.
+    fn regroup(&mut self, m: &Message, live: bool) {
+        let Some(group) = group_of(m) else { return };
+        if live && is_live(m) {
+            self.groups.entry(group).or_default().insert(m.id);
+        } else if let Some(ids) = self.groups.get_mut(&group) {
+            ids.remove(&m.id);
+            if ids.is_empty() {
+                self.groups.remove(&group);
+            }
+        }
+    }
+
+    /// Whether no earlier message of `m`'s group is live.
+    fn heads_its_group(&self, m: &Message) -> bool {
+        let Some(group) = &m.group_key else {
+            return true;
+        };
+        self.groups
+            .get(&(m.queue.clone(), group.clone()))
+            .and_then(|ids| ids.first())
+            .is_none_or(|first| *first == m.id)
+    }
+
     fn forget_key(&mut self, m: &Message) {
         if let Some(key) = &m.dedup_key {
             self.forget(m.id, (m.queue.clone(), key.clone()));
@@ -108,15 +147,19 @@ impl Inner {
 
     fn insert(&mut self, m: Message) {
         index(&mut self.queues, &m);
+        self.regroup(&m, true);
         self.messages.insert(m.id, m);
     }
 
-    /// Changes one message, keeping the index in step.
+    /// Changes one message, keeping the indexes in step.
     fn edit<R>(&mut self, id: MessageId, f: impl FnOnce(&mut Message) -> R) -> Option<R> {
-        let m = self.messages.get_mut(&id)?;
-        unindex(&mut self.queues, m);
-        let out = f(m);
-        index(&mut self.queues, m);
+        let mut m = self.messages.remove(&id)?;
+        unindex(&mut self.queues, &m);
+        self.regroup(&m, false);
+        let out = f(&mut m);
+        index(&mut self.queues, &m);
+        self.regroup(&m, true);
+        self.messages.insert(id, m);
         Some(out)
     }
 
@@ -124,6 +167,7 @@ impl Inner {
     fn remove(&mut self, id: MessageId) -> Option<Message> {
         let m = self.messages.remove(&id)?;
         unindex(&mut self.queues, &m);
+        self.regroup(&m, false);
         self.forget_key(&m);
         Some(m)
     }
@@ -165,8 +209,9 @@ impl Inner {
             .collect()
     }
 
-    /// Ids of up to `limit` of `queue`'s messages due by `now`, in claim order. Walks each
-    /// priority's due prefix, then jumps to the next priority: O(limit + priorities) steps.
+    /// Ids of up to `limit` of `queue`'s messages due by `now`, in claim order, skipping
+    /// messages held back by an earlier live message of their group. Walks each priority's
+    /// due prefix, then jumps to the next priority: O(limit + priorities + held back) steps.
     fn due(&self, queue: &str, limit: usize, now: DateTime<Utc>) -> Vec<MessageId> {
         let mut out = Vec::new();
         let Some(q) = self.queues.get(queue) else {
@@ -186,7 +231,13 @@ impl Inner {
                 if p != priority || run_at > now || out.len() == limit {
                     break;
                 }
-                out.push(id);
+                if self
+                    .messages
+                    .get(&id)
+                    .is_some_and(|m| self.heads_its_group(m))
+                {
+                    out.push(id);
+                }
             }
             match priority.checked_add(1) {
                 Some(next) => from = next,
@@ -209,6 +260,40 @@ impl MemoryQueue {
             config,
             ..Self::default()
         }
+    }
+
+    /// Writes a `fail`/`snooze` settlement to the leased message.
+    fn settle_held(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        now: DateTime<Utc>,
+    ) -> Result<State, Error> {
+        let Settlement {
+            state,
+            run_at,
+            waiting_since,
+            entries,
+            give_back,
+        } = settlement;
+        let mut inner = self.inner.lock();
+        inner.held(lease, |m| {
+            m.errors.extend(entries);
+            if give_back {
+                m.attempts = m.attempts.saturating_sub(1);
+            }
+            m.run_at = run_at;
+            m.waiting_since = waiting_since;
+            settle(m, state, now);
+        })?;
+        Ok(state)
+    }
+
+    fn wake(&self, queue: &str) {
+        let waker = self.waker(queue);
+        waker.notify_waiters();
+        // Also leave a permit, for a worker between its empty claim and its wait.
+        waker.notify_one();
     }
 
     fn waker(&self, queue: &str) -> Arc<Notify> {
@@ -240,6 +325,8 @@ impl QueueStore for MemoryQueue {
             let mut inner = self.inner.lock();
             for new in messages {
                 if let Some(key) = &new.dedup_key {
+                    // A done holder keeps its key only on queues that remember done keys
+                    // (`ack` frees it otherwise).
                     if let Some(id) = inner.keys.get(&(new.queue.clone(), key.clone())) {
                         out.push(Enqueued::Duplicate(*id));
                         continue;
@@ -269,6 +356,8 @@ impl QueueStore for MemoryQueue {
                     lease_expires_at: None,
                     errors: Vec::new(),
                     correlation_id: new.correlation_id,
+                    group_key: new.group,
+                    waiting_since: None,
                     created_at: now,
                     updated_at: now,
                 });
@@ -276,10 +365,7 @@ impl QueueStore for MemoryQueue {
             }
         }
         for queue in queues {
-            let waker = self.waker(&queue);
-            waker.notify_waiters();
-            // Also leave a permit, for a worker between its empty claim and its wait.
-            waker.notify_one();
+            self.wake(&queue);
         }
         Ok(out)
     }
@@ -322,6 +408,7 @@ impl QueueStore for MemoryQueue {
                         attempt: m.attempts,
                         max_attempts: m.max_attempts,
                         expires_at,
+                        waiting_since: m.waiting_since,
                     },
                     message: m.clone(),
                 }
@@ -333,22 +420,30 @@ impl QueueStore for MemoryQueue {
 
     async fn ack(&self, lease: &Lease) -> Result<(), Error> {
         let now = self.config.now();
+        let remember = self.config.remembers_done(&lease.queue);
         let mut inner = self.inner.lock();
         let key = inner.held(lease, |m| {
             settle(m, State::Done, now);
+            m.waiting_since = None;
             m.dedup_key.clone().map(|k| (m.queue.clone(), k))
         })?;
         if let Some(key) = key {
-            inner.forget(lease.id, key);
+            if !remember {
+                inner.forget(lease.id, key);
+            }
         }
         Ok(())
     }
 
     async fn ack_batch(&self, leases: &[Lease]) -> Result<u64, Error> {
-        let mut acked = 0;
+        Ok(self.ack_batch_ids(leases).await?.len() as u64)
+    }
+
+    async fn ack_batch_ids(&self, leases: &[Lease]) -> Result<Vec<MessageId>, Error> {
+        let mut acked = Vec::with_capacity(leases.len());
         for lease in leases {
             match self.ack(lease).await {
-                Ok(()) => acked += 1,
+                Ok(()) => acked.push(lease.id),
                 Err(Error::LeaseLost(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -358,19 +453,14 @@ impl QueueStore for MemoryQueue {
 
     async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error> {
         let now = self.config.now();
-        let (state, run_at) = after_failure(&self.config, lease, &failure, now);
-        let mut inner = self.inner.lock();
-        inner.held(lease, |m| {
-            m.errors.push(AttemptError {
-                attempt: lease.attempt,
-                at: now,
-                message: failure.message,
-                kind: failure.kind,
-            });
-            m.run_at = run_at;
-            settle(m, state, now);
-        })?;
-        Ok(state)
+        let settlement = after_failure(&self.config, lease, &failure, now);
+        self.settle_held(lease, settlement, now)
+    }
+
+    async fn snooze(&self, lease: &Lease, snooze: Snooze) -> Result<State, Error> {
+        let now = self.config.now();
+        let settlement = after_snooze(&self.config, lease, &snooze, now);
+        self.settle_held(lease, settlement, now)
     }
 
     async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error> {
@@ -426,7 +516,7 @@ impl QueueStore for MemoryQueue {
         let now = self.config.now();
         let mut inner = self.inner.lock();
         let m = inner.messages.get(&id).ok_or(Error::NotFound(id))?;
-        if m.state != State::Dead {
+        if !REPLAYABLE.contains(&m.state) {
             return Err(Error::WrongState {
                 id,
                 actual: m.state,
@@ -437,12 +527,36 @@ impl QueueStore for MemoryQueue {
             .edit(id, |m| {
                 m.attempts = 0;
                 m.run_at = now;
+                m.waiting_since = None;
                 settle(m, State::Pending, now);
                 m.queue.clone()
             })
             .ok_or(Error::NotFound(id))?;
         drop(inner);
-        self.waker(&queue).notify_waiters();
+        self.wake(&queue);
+        Ok(())
+    }
+
+    async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        let now = self.config.now();
+        let mut inner = self.inner.lock();
+        let m = inner.messages.get(&id).ok_or(Error::NotFound(id))?;
+        if !RUNNABLE.contains(&m.state) {
+            return Err(Error::WrongState {
+                id,
+                actual: m.state,
+                expected: State::Retrying,
+            });
+        }
+        let queue = inner
+            .edit(id, |m| {
+                m.run_at = now;
+                m.updated_at = now;
+                m.queue.clone()
+            })
+            .ok_or(Error::NotFound(id))?;
+        drop(inner);
+        self.wake(&queue);
         Ok(())
     }
 

@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
+use crate::time::add;
 use crate::{
-    Claimed, Enqueued, Error, Filter, Lease, Message, MessageId, NewMessage, Page, Pruned,
-    QueueStats, Retention,
+    AttemptError, Claimed, Enqueued, Error, Failure, Filter, HORIZON_PASSED, Lease, Message,
+    MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, Snooze, State,
 };
 
 pub(crate) mod memory;
@@ -24,7 +27,8 @@ pub(crate) mod postgres;
 #[async_trait]
 pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Stores one message; a duplicate dedup key returns the existing id as
-    /// [`Enqueued::Duplicate`].
+    /// [`Enqueued::Duplicate`] (a key is held while its message is not `done`, and after that
+    /// too on a queue that [remembers done keys](crate::QueueConfigBuilder::remember_done)).
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_batch(vec![message]).await?;
         out.pop()
@@ -41,6 +45,10 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Each claim starts an attempt and holds a lease for `lease`. A rescued message that had
     /// already used its last attempt becomes dead instead (a message that keeps crashing its
     /// workers must not run forever).
+    ///
+    /// A message with a [group](crate::NewMessage::group) is claimed only while no earlier
+    /// message of its group (by id) is `pending`, `retrying` or `running`: a group's messages
+    /// run one at a time, in order, and a busy group takes at most one of the `limit`.
     async fn claim(
         &self,
         queue: &str,
@@ -55,10 +63,37 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// held and are now `done`; lost leases are skipped.
     async fn ack_batch(&self, leases: &[Lease]) -> Result<u64, Error>;
 
+    /// [`ack_batch`](Self::ack_batch) that says which: the ids of the leases that were still
+    /// held and are now `done` (lost leases are left out). The worker batches the acks of
+    /// messages that finish together through it.
+    ///
+    /// The default acks one lease at a time (correct, one write each); the stores of this
+    /// crate override it with one write.
+    async fn ack_batch_ids(&self, leases: &[Lease]) -> Result<Vec<MessageId>, Error> {
+        let mut acked = Vec::with_capacity(leases.len());
+        for lease in leases {
+            match self.ack(lease).await {
+                Ok(()) => acked.push(lease.id),
+                Err(Error::LeaseLost(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(acked)
+    }
+
     /// Records the failed attempt, then: `retrying` at now + the queue policy's
-    /// `delay(attempt)` (or the failure's own delay), or `dead` when the attempts are
-    /// exhausted or the failure is not retryable. Returns the new state.
-    async fn fail(&self, lease: &Lease, failure: crate::Failure) -> Result<crate::State, Error>;
+    /// `delay(attempt)` (or the failure's own delay, capped at the policy's `max_delay`), or
+    /// `dead` when the attempts are exhausted, the failure is not retryable, or the message
+    /// has waited longer than its queue's horizon (a final [`HORIZON_PASSED`] entry says so).
+    /// Returns the new state.
+    async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error>;
+
+    /// Reschedules the message without spending the claim's attempt (see [`Snooze`]): the
+    /// attempt is given back, the snooze is recorded in the history (`snoozed: true`), and the
+    /// message is due at the snooze's time capped at the policy's `max_delay`. Returns the new
+    /// state: `pending` (no real attempt yet) or `retrying`, or `dead` when the message has
+    /// waited longer than its queue's horizon. Fenced by the lease like [`fail`](Self::fail).
+    async fn snooze(&self, lease: &Lease, snooze: Snooze) -> Result<State, Error>;
 
     /// Extends the lease to now + `lease` (a heartbeat for long handlers).
     async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error>;
@@ -73,13 +108,20 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Messages selected by `filter` (dead letters by default), oldest id first.
     async fn list(&self, filter: &Filter, page: Page) -> Result<Vec<Message>, Error>;
 
-    /// Moves one dead letter back to `pending`, due now, attempts reset (error history kept).
+    /// Moves one `dead` or `retrying` message back to `pending`, due now, attempts reset and
+    /// its horizon restarted (error history kept). Any other state is
+    /// [`Error::WrongState`] (expected `dead`).
     async fn replay(&self, id: MessageId) -> Result<(), Error>;
 
-    /// Replays every message selected by `filter` (which must select dead letters); returns
-    /// how many. Dedup keys stay unique: a dead letter still holds its key, so no live copy
-    /// can exist beside it.
+    /// Replays every message selected by `filter` (which must select dead letters or
+    /// `retrying` messages); returns how many. Dedup keys stay unique: a dead letter still
+    /// holds its key, so no live copy can exist beside it.
     async fn replay_matching(&self, filter: &Filter) -> Result<u64, Error>;
+
+    /// Makes one `retrying` or `pending` message due now, keeping its attempts and history
+    /// (an operator's "run now" after an outage). Any other state is [`Error::WrongState`]
+    /// (expected `retrying`).
+    async fn run_now(&self, id: MessageId) -> Result<(), Error>;
 
     /// Deletes one message; `false` when there was none.
     async fn delete(&self, id: MessageId) -> Result<bool, Error>;
@@ -109,20 +151,112 @@ pub(crate) fn check_claim(queue: &str, lease: Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// The state and due time after a failure (shared by adapters).
+/// What a `fail` or `snooze` writes to the leased message (shared by adapters, so both
+/// decide alike; the lease carries everything needed, so no read comes first).
+#[derive(Debug)]
+pub(crate) struct Settlement {
+    pub(crate) state: State,
+    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) waiting_since: Option<DateTime<Utc>>,
+    /// Appended to the history, in order.
+    pub(crate) entries: Vec<AttemptError>,
+    /// Whether the claim's attempt is given back (a snooze spends none).
+    pub(crate) give_back: bool,
+}
+
+/// The settlement of a failed attempt.
 pub(crate) fn after_failure(
-    config: &crate::QueueConfig,
+    config: &QueueConfig,
     lease: &Lease,
-    failure: &crate::Failure,
-    now: chrono::DateTime<chrono::Utc>,
-) -> (crate::State, chrono::DateTime<chrono::Utc>) {
+    failure: &Failure,
+    now: DateTime<Utc>,
+) -> Settlement {
+    let entry = AttemptError {
+        attempt: lease.attempt,
+        at: now,
+        message: failure.message.clone(),
+        kind: failure.kind.clone(),
+        snoozed: false,
+    };
     if !failure.retryable || lease.attempt >= lease.max_attempts {
-        return (crate::State::Dead, now);
+        return Settlement {
+            state: State::Dead,
+            run_at: now,
+            waiting_since: lease.waiting_since,
+            entries: vec![entry],
+            give_back: false,
+        };
     }
-    let delay = failure
-        .retry_after
-        .unwrap_or_else(|| config.policy(&lease.queue).delay(lease.attempt));
-    (crate::State::Retrying, crate::time::add(now, delay))
+    let delay = match failure.retry_after {
+        Some(asked) => asked.min(config.max_delay(&lease.queue)),
+        None => config.policy(&lease.queue).delay(lease.attempt),
+    };
+    waiting(config, lease, now, delay, entry, State::Retrying, false)
+}
+
+/// The settlement of a snooze: the attempt is given back.
+pub(crate) fn after_snooze(
+    config: &QueueConfig,
+    lease: &Lease,
+    snooze: &Snooze,
+    now: DateTime<Utc>,
+) -> Settlement {
+    let entry = AttemptError {
+        attempt: lease.attempt,
+        at: now,
+        message: snooze.message.clone(),
+        kind: snooze.kind.clone(),
+        snoozed: true,
+    };
+    let delay = snooze.delay_from(now).min(config.max_delay(&lease.queue));
+    // Attempts after the give-back: none means it never really ran.
+    let state = if lease.attempt <= 1 {
+        State::Pending
+    } else {
+        State::Retrying
+    };
+    waiting(config, lease, now, delay, entry, state, true)
+}
+
+/// Waits `delay` more, unless the message has waited longer than its queue's horizon.
+fn waiting(
+    config: &QueueConfig,
+    lease: &Lease,
+    now: DateTime<Utc>,
+    delay: std::time::Duration,
+    entry: AttemptError,
+    state: State,
+    give_back: bool,
+) -> Settlement {
+    let since = lease.waiting_since.unwrap_or(now);
+    if let Some(horizon) = config.horizon(&lease.queue) {
+        if now > add(since, horizon) {
+            let last = AttemptError {
+                attempt: entry.attempt,
+                at: now,
+                message: format!(
+                    "waited longer than the queue's horizon of {horizon:?} (since {})",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+                kind: HORIZON_PASSED.to_owned(),
+                snoozed: false,
+            };
+            return Settlement {
+                state: State::Dead,
+                run_at: now,
+                waiting_since: Some(since),
+                entries: vec![entry, last],
+                give_back,
+            };
+        }
+    }
+    Settlement {
+        state,
+        run_at: add(now, delay),
+        waiting_since: Some(since),
+        entries: vec![entry],
+        give_back,
+    }
 }
 
 /// What a rescued message's error history says when its lease expired before the attempt
@@ -140,15 +274,22 @@ pub(crate) fn lease_expired(
         at,
         message: LEASE_EXPIRED_MESSAGE.to_owned(),
         kind: crate::LEASE_EXPIRED.to_owned(),
+        snoozed: false,
     }
 }
 
 /// Checks a filter used for replay (shared by adapters).
 pub(crate) fn check_replay_filter(filter: &Filter) -> Result<(), Error> {
-    if filter.target_state() != crate::State::Dead {
+    if !REPLAYABLE.contains(&filter.target_state()) {
         return Err(Error::InvalidInput(
-            "only dead letters can be replayed".to_owned(),
+            "only dead letters and retrying messages can be replayed".to_owned(),
         ));
     }
     Ok(())
 }
+
+/// The states `replay` accepts.
+pub(crate) const REPLAYABLE: [State; 2] = [State::Dead, State::Retrying];
+
+/// The states `run_now` accepts.
+pub(crate) const RUNNABLE: [State; 2] = [State::Retrying, State::Pending];

@@ -14,18 +14,22 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{LEASE_EXPIRED_MESSAGE, QueueStore, after_failure, check_claim, check_replay_filter};
+use super::{
+    LEASE_EXPIRED_MESSAGE, QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure,
+    after_snooze, check_claim, check_replay_filter,
+};
 use crate::time::{add, sub};
 use crate::{
     AttemptError, Claimed, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, Lease, Message,
-    MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, State,
+    MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, Snooze, State,
 };
 
 /// The NOTIFY channel; the payload is the queue name.
 pub(crate) const CHANNEL: &str = "steadfast_dlq";
 
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
-     run_at, lease_token, lease_expires_at, errors, correlation_id, created_at, updated_at";
+     run_at, lease_token, lease_expires_at, errors, correlation_id, group_key, waiting_since, \
+     created_at, updated_at";
 
 /// `Ok` when a fenced statement (`WHERE ... lease_token = $token AND state = 'running'`)
 /// touched the row, i.e. the lease was still the message's current one.
@@ -130,6 +134,67 @@ impl PostgresQueue {
         let mut conn = self.pool.acquire().await?;
         self.notify(&mut conn, queues).await
     }
+
+    /// Writes a `fail`/`snooze` settlement to the leased message (fenced by its token).
+    async fn settle_held(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        now: DateTime<Utc>,
+    ) -> Result<State, Error> {
+        let Settlement {
+            state,
+            run_at,
+            waiting_since,
+            entries,
+            give_back,
+        } = settlement;
+        let entries =
+            serde_json::to_value(entries).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE dlq_messages SET state = $3, run_at = $4, errors = errors || $5, \
+                 attempts = GREATEST(attempts - $6, 0), waiting_since = $7, \
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = $8 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        )
+        .bind(lease.id.as_uuid())
+        .bind(lease.token)
+        .bind(state.as_str())
+        .bind(run_at)
+        .bind(entries)
+        .bind(i32::from(give_back))
+        .bind(waiting_since)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        still_held(&done, lease)?;
+        Ok(state)
+    }
+
+    /// The error for an operator action that matched no row: not found, or the wrong state.
+    async fn why_not(&self, id: MessageId, expected: State) -> Error {
+        let state: Result<Option<String>, sqlx::Error> =
+            sqlx::query_scalar("SELECT state FROM dlq_messages WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await;
+        match state {
+            Err(e) => e.into(),
+            Ok(None) => Error::NotFound(id),
+            Ok(Some(s)) => match s.parse() {
+                Ok(actual) => Error::WrongState {
+                    id,
+                    actual,
+                    expected,
+                },
+                Err(e) => e,
+            },
+        }
+    }
+}
+
+fn state_names(states: &[State]) -> Vec<String> {
+    states.iter().map(|s| s.as_str().to_owned()).collect()
 }
 
 fn waker(wakers: &Mutex<HashMap<String, Arc<Notify>>>, queue: &str) -> Arc<Notify> {
@@ -202,6 +267,8 @@ fn decode(row: &PgRow) -> Result<Message, Error> {
         lease_expires_at: row.try_get("lease_expires_at")?,
         errors,
         correlation_id: row.try_get("correlation_id")?,
+        group_key: row.try_get("group_key")?,
+        waiting_since: row.try_get("waiting_since")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -300,16 +367,33 @@ impl QueueStore for PostgresQueue {
             .iter()
             .map(|&i| messages[i].correlation_id.clone())
             .collect();
+        let b_groups: Vec<Option<String>> = originals
+            .iter()
+            .map(|&i| messages[i].group.clone())
+            .collect();
+        let b_remember: Vec<bool> = originals
+            .iter()
+            .map(|&i| {
+                let m = &messages[i];
+                m.dedup_key.is_some() && self.config.remembers_done(&m.queue)
+            })
+            .collect();
 
         let mut tx = self.pool.begin().await?;
+        // On a queue that remembers done keys, a retained done holder makes this a duplicate
+        // too (the unique index covers live messages only).
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO dlq_messages (id, queue, dedup_key, payload, priority, state, attempts, \
-                 max_attempts, run_at, errors, correlation_id, created_at, updated_at) \
+                 max_attempts, run_at, errors, correlation_id, group_key, created_at, updated_at) \
              SELECT id, queue, dedup_key, payload, priority, 'pending', 0, max_attempts, run_at, \
-                 '[]'::jsonb, correlation_id, $9, $9 \
+                 '[]'::jsonb, correlation_id, group_key, $11, $11 \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], \
-                 $6::int4[], $7::timestamptz[], $8::text[]) \
-                 AS t(id, queue, dedup_key, payload, priority, max_attempts, run_at, correlation_id) \
+                 $6::int4[], $7::timestamptz[], $8::text[], $9::text[], $10::bool[]) \
+                 AS t(id, queue, dedup_key, payload, priority, max_attempts, run_at, \
+                      correlation_id, group_key, remember) \
+             WHERE NOT (t.remember AND EXISTS ( \
+                 SELECT 1 FROM dlq_messages d \
+                 WHERE d.queue = t.queue AND d.dedup_key = t.dedup_key AND d.state = 'done')) \
              ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state <> 'done' \
              DO NOTHING \
              RETURNING id",
@@ -322,10 +406,38 @@ impl QueueStore for PostgresQueue {
         .bind(&b_max)
         .bind(&b_run_at)
         .bind(&b_corr)
+        .bind(&b_groups)
+        .bind(&b_remember)
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+        let mut inserted: HashSet<Uuid> = inserted.into_iter().collect();
+
+        // The race the filter above cannot see: the holder was live when this statement began
+        // and was settled done before the unique check (which then waited for it and found no
+        // live holder). This statement's fresh snapshot sees that done holder: undo ours.
+        let remembered: Vec<Uuid> = b_ids
+            .iter()
+            .zip(&b_remember)
+            .filter(|&(id, &remember)| remember && inserted.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        if !remembered.is_empty() {
+            let undone: Vec<Uuid> = sqlx::query_scalar(
+                "DELETE FROM dlq_messages m \
+                 WHERE m.id = ANY($1) AND EXISTS ( \
+                     SELECT 1 FROM dlq_messages d \
+                     WHERE d.queue = m.queue AND d.dedup_key = m.dedup_key \
+                       AND d.state = 'done') \
+                 RETURNING m.id",
+            )
+            .bind(&remembered)
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in undone {
+                inserted.remove(&id);
+            }
+        }
 
         // Keys that conflicted: find the live message holding each.
         let (lookup_queues, lookup_keys): (Vec<String>, Vec<String>) = originals
@@ -415,8 +527,11 @@ impl QueueStore for PostgresQueue {
         let expires_at = add(now, lease);
         let token = Uuid::now_v7();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // One statement: bury orphans that used their last attempt, then take the most urgent
-        // due rows that nobody else is locking. The two CTEs touch disjoint rows.
+        // One statement: bury orphans that used their last attempt (a partial index holds
+        // exactly those `running` rows, so finding them costs nothing when there are none),
+        // then take the most urgent due rows that nobody else is locking and that no earlier
+        // live message of their group holds back (a probe of the group index per grouped
+        // candidate). The two CTEs touch disjoint rows.
         let sql = format!(
             "WITH orphans AS ( \
                  SELECT id FROM dlq_messages \
@@ -430,9 +545,13 @@ impl QueueStore for PostgresQueue {
                  FROM orphans WHERE m.id = orphans.id \
                  RETURNING m.id \
              ), due AS ( \
-                 SELECT id, run_at FROM dlq_messages \
+                 SELECT id, run_at FROM dlq_messages c \
                  WHERE queue = $1 AND state IN ('pending', 'retrying', 'running') \
                    AND run_at <= $2 AND NOT (state = 'running' AND attempts >= max_attempts) \
+                   AND (group_key IS NULL OR NOT EXISTS ( \
+                       SELECT 1 FROM dlq_messages e \
+                       WHERE e.queue = c.queue AND e.group_key = c.group_key AND e.id < c.id \
+                         AND e.state IN ('pending', 'retrying', 'running'))) \
                  ORDER BY priority, run_at, id \
                  LIMIT $4 \
                  FOR UPDATE SKIP LOCKED \
@@ -471,6 +590,7 @@ impl QueueStore for PostgresQueue {
                 attempt: message.attempts,
                 max_attempts: message.max_attempts,
                 expires_at,
+                waiting_since: message.waiting_since,
             };
             claimed.push((message.priority, due_at, Claimed { message, lease }));
         }
@@ -482,7 +602,7 @@ impl QueueStore for PostgresQueue {
     async fn ack(&self, lease: &Lease) -> Result<(), Error> {
         let done = sqlx::query(
             "UPDATE dlq_messages SET state = 'done', lease_token = NULL, \
-                 lease_expires_at = NULL, updated_at = $3 \
+                 lease_expires_at = NULL, waiting_since = NULL, updated_at = $3 \
              WHERE id = $1 AND lease_token = $2 AND state = 'running'",
         )
         .bind(lease.id.as_uuid())
@@ -494,50 +614,40 @@ impl QueueStore for PostgresQueue {
     }
 
     async fn ack_batch(&self, leases: &[Lease]) -> Result<u64, Error> {
+        Ok(self.ack_batch_ids(leases).await?.len() as u64)
+    }
+
+    async fn ack_batch_ids(&self, leases: &[Lease]) -> Result<Vec<MessageId>, Error> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = leases.iter().map(|l| l.id.as_uuid()).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
-        let done = sqlx::query(
+        let acked: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE dlq_messages m SET state = 'done', lease_token = NULL, \
-                 lease_expires_at = NULL, updated_at = $3 \
+                 lease_expires_at = NULL, waiting_since = NULL, updated_at = $3 \
              FROM UNNEST($1::uuid[], $2::uuid[]) AS l(id, token) \
-             WHERE m.id = l.id AND m.lease_token = l.token AND m.state = 'running'",
+             WHERE m.id = l.id AND m.lease_token = l.token AND m.state = 'running' \
+             RETURNING m.id",
         )
         .bind(&ids)
         .bind(&tokens)
         .bind(self.now())
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(acked.into_iter().map(MessageId::from_uuid).collect())
     }
 
     async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error> {
         let now = self.now();
-        let (state, run_at) = after_failure(&self.config, lease, &failure, now);
-        let error = serde_json::to_value([AttemptError {
-            attempt: lease.attempt,
-            at: now,
-            message: failure.message,
-            kind: failure.kind,
-        }])
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let done = sqlx::query(
-            "UPDATE dlq_messages SET state = $3, run_at = $4, errors = errors || $5, \
-                 lease_token = NULL, lease_expires_at = NULL, updated_at = $6 \
-             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-        )
-        .bind(lease.id.as_uuid())
-        .bind(lease.token)
-        .bind(state.as_str())
-        .bind(run_at)
-        .bind(error)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        still_held(&done, lease)?;
-        Ok(state)
+        let settlement = after_failure(&self.config, lease, &failure, now);
+        self.settle_held(lease, settlement, now).await
+    }
+
+    async fn snooze(&self, lease: &Lease, snooze: Snooze) -> Result<State, Error> {
+        let now = self.now();
+        let settlement = after_snooze(&self.config, lease, &snooze, now);
+        self.settle_held(lease, settlement, now).await
     }
 
     async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error> {
@@ -603,28 +713,34 @@ impl QueueStore for PostgresQueue {
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         let queue: Option<String> = sqlx::query_scalar(
             "UPDATE dlq_messages SET state = 'pending', attempts = 0, run_at = $2, \
-                 lease_token = NULL, lease_expires_at = NULL, updated_at = $2 \
-             WHERE id = $1 AND state = 'dead' RETURNING queue",
+                 lease_token = NULL, lease_expires_at = NULL, waiting_since = NULL, \
+                 updated_at = $2 \
+             WHERE id = $1 AND state = ANY($3) RETURNING queue",
         )
         .bind(id.as_uuid())
         .bind(self.now())
+        .bind(state_names(&REPLAYABLE))
         .fetch_optional(&self.pool)
         .await?;
-        if let Some(queue) = queue {
-            return self.notify_pool(vec![queue]).await;
+        match queue {
+            Some(queue) => self.notify_pool(vec![queue]).await,
+            None => Err(self.why_not(id, State::Dead).await),
         }
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM dlq_messages WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        match state {
-            None => Err(Error::NotFound(id)),
-            Some(s) => Err(Error::WrongState {
-                id,
-                actual: s.parse()?,
-                expected: State::Dead,
-            }),
+    }
+
+    async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        let queue: Option<String> = sqlx::query_scalar(
+            "UPDATE dlq_messages SET run_at = $2, updated_at = $2 \
+             WHERE id = $1 AND state = ANY($3) RETURNING queue",
+        )
+        .bind(id.as_uuid())
+        .bind(self.now())
+        .bind(state_names(&RUNNABLE))
+        .fetch_optional(&self.pool)
+        .await?;
+        match queue {
+            Some(queue) => self.notify_pool(vec![queue]).await,
+            None => Err(self.why_not(id, State::Retrying).await),
         }
     }
 
@@ -634,7 +750,10 @@ impl QueueStore for PostgresQueue {
         let mut q =
             QueryBuilder::new("UPDATE dlq_messages SET state = 'pending', attempts = 0, run_at = ");
         q.push_bind(now)
-            .push(", lease_token = NULL, lease_expires_at = NULL, updated_at = ")
+            .push(
+                ", lease_token = NULL, lease_expires_at = NULL, waiting_since = NULL, \
+                 updated_at = ",
+            )
             .push_bind(now);
         push_filter(&mut q, filter);
         q.push(" RETURNING queue");

@@ -10,8 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use steadfast_dlq::{
-    AlertLevel, AlertThresholds, Enqueued, Error, Failure, Filter, LEASE_EXPIRED, ManualClock,
-    NewMessage, Page, QueueConfig, QueueStore, Retention, State,
+    AlertLevel, AlertThresholds, Enqueued, Error, Failure, Filter, HORIZON_PASSED, LEASE_EXPIRED,
+    ManualClock, NewMessage, Page, QueueConfig, QueueConfigBuilder, QueueStore, Retention, Snooze,
+    State,
 };
 use steadfast_retry::{Jitter, RetryPolicy};
 
@@ -48,13 +49,19 @@ where
     Fut: Future<Output = Option<Made>>,
 {
     macro_rules! case {
-        ($name:ident) => {{
+        ($name:ident) => {
+            case!($name, |b| b)
+        };
+        ($name:ident, $tweak:expr) => {{
             let clock = ManualClock::new(start());
-            let config = QueueConfig::builder()
-                .default_policy(policy())
-                .clock(Arc::new(clock.clone()))
-                .build()
-                .unwrap();
+            let tweak: fn(QueueConfigBuilder) -> QueueConfigBuilder = $tweak;
+            let config = tweak(
+                QueueConfig::builder()
+                    .default_policy(policy())
+                    .clock(Arc::new(clock.clone())),
+            )
+            .build()
+            .unwrap();
             let Some((store, guard)) = make(config).await else {
                 return;
             };
@@ -71,6 +78,7 @@ where
     case!(backoff_schedule_is_respected);
     case!(dead_after_max_attempts_keeps_every_error);
     case!(fatal_and_retry_after);
+    case!(asked_delays_are_capped_by_the_policy);
     case!(lease_expiry_redelivers_and_fences_stale_writes);
     case!(extend_keeps_the_lease);
     case!(orphan_with_no_attempts_left_is_dead);
@@ -82,6 +90,17 @@ where
     case!(retention_prunes_done_and_old_dead);
     case!(stats_by_queue);
     case!(wait_for_work_wakes_on_enqueue);
+    case!(snooze_spends_no_attempt_and_is_recorded);
+    case!(snooze_is_fenced_by_the_lease);
+    case!(horizon_dead_letters_a_message_that_waited_too_long, |b| {
+        b.queue_horizon("q", HORIZON)
+    });
+    case!(replay_and_run_now_take_retrying_messages);
+    case!(groups_run_in_order_one_at_a_time);
+    case!(a_retrying_head_blocks_only_its_group);
+    case!(an_expired_head_is_rescued_before_its_group_moves);
+    case!(remembered_done_keys_are_duplicates, |b| b
+        .remember_done("q", true));
 }
 
 async fn dedup_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
@@ -300,7 +319,7 @@ async fn fatal_and_retry_after(s: &dyn QueueStore, _clock: &ManualClock) {
     let state = s
         .fail(
             &claimed[1].lease,
-            Failure::retryable("http_429", "slow down").after(Duration::from_secs(90)),
+            Failure::retryable("http_429", "slow down").after(Duration::from_secs(45)),
         )
         .await
         .unwrap();
@@ -308,9 +327,47 @@ async fn fatal_and_retry_after(s: &dyn QueueStore, _clock: &ManualClock) {
     let m = s.get(later).await.unwrap().unwrap();
     assert_eq!(
         m.run_at,
-        start() + Duration::from_secs(90),
+        start() + Duration::from_secs(45),
         "the failure's delay wins"
     );
+}
+
+async fn asked_delays_are_capped_by_the_policy(s: &dyn QueueStore, clock: &ManualClock) {
+    // A `Retry-After: 999999999999` must not park a message for millennia: every delay a
+    // caller asks for is capped at the policy's max delay (60 s here).
+    let failed = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let snoozed = s.enqueue(msg("q", 2)).await.unwrap().id();
+    let until = s.enqueue(msg("q", 3)).await.unwrap().id();
+    let claimed = s.claim("q", 3, LEASE).await.unwrap();
+    let huge = Duration::from_secs(999_999_999_999);
+    s.fail(
+        &claimed[0].lease,
+        Failure::retryable("http_503", "Retry-After: 999999999999").after(huge),
+    )
+    .await
+    .unwrap();
+    s.snooze(
+        &claimed[1].lease,
+        Snooze::after("breaker_open", "open", huge),
+    )
+    .await
+    .unwrap();
+    s.snooze(
+        &claimed[2].lease,
+        Snooze::until(
+            "breaker_open",
+            "open",
+            start() + Duration::from_secs(10 * 365 * 86_400),
+        ),
+    )
+    .await
+    .unwrap();
+    for id in [failed, snoozed, until] {
+        let m = s.get(id).await.unwrap().unwrap();
+        assert_eq!(m.run_at, start() + Duration::from_secs(60), "{id}");
+    }
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(s.claim("q", 10, LEASE).await.unwrap().len(), 3);
 }
 
 async fn lease_expiry_redelivers_and_fences_stale_writes(s: &dyn QueueStore, clock: &ManualClock) {
@@ -679,4 +736,504 @@ async fn wait_for_work_wakes_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock
         matches!(woke, Ok(true)),
         "an enqueue must wake a waiting worker"
     );
+}
+
+async fn snooze_spends_no_attempt_and_is_recorded(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    // Snoozed on its first claim: the attempt is given back, it is pending again.
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.lease.attempt, 1);
+    let state = s
+        .snooze(
+            &c.lease,
+            Snooze::after("breaker_open", "downstream open", 10 * SEC),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, State::Pending);
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Pending, 0));
+    assert_eq!(m.run_at, start() + 10 * SEC);
+    assert_eq!(m.waiting_since, Some(start()));
+    assert_eq!(m.lease_owner, None);
+    assert_eq!(m.errors.len(), 1);
+    assert!(m.errors[0].snoozed);
+    assert_eq!(
+        (m.errors[0].kind.as_str(), m.errors[0].attempt),
+        ("breaker_open", 1)
+    );
+    assert!(
+        s.claim("q", 1, LEASE).await.unwrap().is_empty(),
+        "not yet due"
+    );
+
+    // Many snoozes never use up the attempts: a real failure after them is attempt 1.
+    for _ in 0..5 {
+        clock.advance(10 * SEC);
+        let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+        assert_eq!(c.lease.attempt, 1);
+        s.snooze(&c.lease, Snooze::after("breaker_open", "open", 10 * SEC))
+            .await
+            .unwrap();
+    }
+    clock.advance(10 * SEC);
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.lease.attempt, 1);
+    let state = s
+        .fail(&c.lease, Failure::retryable("timeout", "real failure"))
+        .await
+        .unwrap();
+    assert_eq!(state, State::Retrying);
+    // A snooze after a real attempt keeps that attempt, and the message `retrying`.
+    clock.advance(10 * SEC);
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.lease.attempt, 2);
+    let state = s
+        .snooze(&c.lease, Snooze::until("breaker_open", "open", start()))
+        .await
+        .unwrap();
+    assert_eq!(state, State::Retrying, "a due time in the past is now");
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.attempts, m.run_at), (1, start() + 70 * SEC));
+    assert_eq!(
+        m.waiting_since,
+        Some(start()),
+        "counted from the first snooze"
+    );
+    let kinds: Vec<_> = m
+        .errors
+        .iter()
+        .map(|e| (e.kind.as_str(), e.snoozed))
+        .collect();
+    assert_eq!(kinds.len(), 8);
+    assert_eq!(kinds[6], ("timeout", false));
+    assert_eq!(kinds[7], ("breaker_open", true));
+
+    // max_attempts still counts real attempts: two more failures and it is dead.
+    for expected in [State::Retrying, State::Dead] {
+        clock.advance(60 * SEC);
+        let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+        let state = s
+            .fail(&c.lease, Failure::retryable("timeout", "again"))
+            .await
+            .unwrap();
+        assert_eq!(state, expected);
+    }
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Dead, 3));
+
+    // An ack clears the waiting time.
+    let other = s.enqueue(msg("q", 2)).await.unwrap().id();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.snooze(
+        &c.lease,
+        Snooze::after("breaker_open", "open", Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.message.id, other);
+    assert_eq!(
+        c.lease.waiting_since,
+        Some(c.message.waiting_since.unwrap())
+    );
+    s.ack(&c.lease).await.unwrap();
+    let m = s.get(other).await.unwrap().unwrap();
+    assert_eq!((m.state, m.waiting_since), (State::Done, None));
+}
+
+async fn snooze_is_fenced_by_the_lease(s: &dyn QueueStore, clock: &ManualClock) {
+    let id = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let stale = s.claim("q", 1, 10 * SEC).await.unwrap().remove(0);
+    clock.advance(10 * SEC);
+    let fresh = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert!(matches!(
+        s.snooze(&stale.lease, Snooze::after("breaker_open", "open", SEC)).await,
+        Err(Error::LeaseLost(x)) if x == id
+    ));
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Running, 2), "untouched");
+    s.ack(&fresh.lease).await.unwrap();
+    assert!(matches!(
+        s.snooze(&fresh.lease, Snooze::after("breaker_open", "open", SEC))
+            .await,
+        Err(Error::LeaseLost(_))
+    ));
+}
+
+/// The horizon of queue "q" in the horizon case.
+const HORIZON: Duration = Duration::from_secs(300);
+
+async fn horizon_dead_letters_a_message_that_waited_too_long(
+    s: &dyn QueueStore,
+    clock: &ManualClock,
+) {
+    let snoozing = s.enqueue(msg("q", 1)).await.unwrap().id();
+    let failing = s.enqueue(msg("q", 2).max_attempts(100)).await.unwrap().id();
+    let fatal = s.enqueue(msg("q", 3)).await.unwrap().id();
+    let unbounded = s.enqueue(msg("other", 4)).await.unwrap().id();
+    let mut claimed = s.claim("q", 3, LEASE).await.unwrap();
+    claimed.extend(s.claim("other", 1, LEASE).await.unwrap());
+    let lease_of = |id| {
+        claimed
+            .iter()
+            .find(|c| c.message.id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    // A non-retryable failure is dead at once, horizon or not, with no horizon entry.
+    assert_eq!(
+        s.fail(&lease_of(fatal), Failure::fatal("http_400", "bad"))
+            .await
+            .unwrap(),
+        State::Dead
+    );
+    assert_eq!(s.get(fatal).await.unwrap().unwrap().errors.len(), 1);
+    let snooze = || Snooze::after("breaker_open", "open", 60 * SEC);
+    let fail = || Failure::retryable("timeout", "slow").after(60 * SEC);
+    s.snooze(&lease_of(snoozing), snooze()).await.unwrap();
+    s.fail(&lease_of(failing), fail()).await.unwrap();
+    s.snooze(&lease_of(unbounded), snooze()).await.unwrap();
+
+    // Up to the horizon they keep waiting; the first settle past it makes them dead.
+    let mut states = Vec::new();
+    loop {
+        clock.advance(60 * SEC);
+        let mut round = Vec::new();
+        for c in s.claim("q", 10, LEASE).await.unwrap() {
+            let state = if c.message.id == snoozing {
+                s.snooze(&c.lease, snooze()).await.unwrap()
+            } else {
+                s.fail(&c.lease, fail()).await.unwrap()
+            };
+            round.push(state);
+        }
+        for c in s.claim("other", 10, LEASE).await.unwrap() {
+            assert_eq!(
+                s.snooze(&c.lease, snooze()).await.unwrap(),
+                State::Pending,
+                "no horizon on other queues"
+            );
+        }
+        let done = round.iter().all(|st| *st == State::Dead);
+        states.push(round);
+        if done || states.len() > 10 {
+            break;
+        }
+    }
+    // Waiting since start(): settles at +60..+300 are within (not longer than) the horizon,
+    // the one at +360 is past it.
+    assert_eq!(states.len(), 6, "{states:?}");
+    for id in [snoozing, failing] {
+        let m = s.get(id).await.unwrap().unwrap();
+        assert_eq!(m.state, State::Dead);
+        assert_eq!(m.waiting_since, Some(start()));
+        let last = m.last_error().unwrap();
+        assert_eq!(last.kind, HORIZON_PASSED);
+        assert_eq!(last.at, start() + 6 * 60 * SEC);
+        assert_eq!(m.errors.len(), 8, "every wait kept, then the horizon entry");
+    }
+    let m = s.get(snoozing).await.unwrap().unwrap();
+    assert_eq!(m.attempts, 0, "snoozes spent no attempt, even the last");
+    assert_eq!(s.get(failing).await.unwrap().unwrap().attempts, 7);
+    assert_eq!(
+        s.get(unbounded).await.unwrap().unwrap().state,
+        State::Pending
+    );
+
+    // A replay restarts the horizon.
+    s.replay(snoozing).await.unwrap();
+    let m = s.get(snoozing).await.unwrap().unwrap();
+    assert_eq!(m.waiting_since, None);
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(s.snooze(&c.lease, snooze()).await.unwrap(), State::Pending);
+    let m = s.get(snoozing).await.unwrap().unwrap();
+    assert_eq!(m.waiting_since, Some(start() + 6 * 60 * SEC));
+}
+
+async fn replay_and_run_now_take_retrying_messages(s: &dyn QueueStore, clock: &ManualClock) {
+    let a = s.enqueue(msg("q", 1).dedup_key("a")).await.unwrap().id();
+    let b = s.enqueue(msg("q", 2)).await.unwrap().id();
+    let c = s.enqueue(msg("other", 3)).await.unwrap().id();
+    let later = s.enqueue(msg("q", 4).delay(3600 * SEC)).await.unwrap().id();
+    let mut claimed = s.claim("q", 2, LEASE).await.unwrap();
+    claimed.extend(s.claim("other", 1, LEASE).await.unwrap());
+    for cl in &claimed {
+        let parked = Failure::retryable("http_503", "Retry-After").after(60 * SEC);
+        assert_eq!(s.fail(&cl.lease, parked).await.unwrap(), State::Retrying);
+    }
+    clock.advance(SEC);
+
+    // Replay of a retrying message: pending, due now, attempts reset, history kept.
+    s.replay(a).await.unwrap();
+    let m = s.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (m.state, m.attempts, m.run_at),
+        (State::Pending, 0, start() + SEC)
+    );
+    assert_eq!((m.errors.len(), m.waiting_since), (1, None));
+    assert_eq!(
+        s.enqueue(msg("q", 9).dedup_key("a")).await.unwrap(),
+        Enqueued::Duplicate(a),
+        "still holds its key"
+    );
+
+    // Run now: due now, attempts and state kept.
+    s.run_now(b).await.unwrap();
+    let m = s.get(b).await.unwrap().unwrap();
+    assert_eq!(
+        (m.state, m.attempts, m.run_at),
+        (State::Retrying, 1, start() + SEC)
+    );
+    s.run_now(later).await.unwrap();
+    assert_eq!(s.get(later).await.unwrap().unwrap().run_at, start() + SEC);
+    let due: Vec<_> = s
+        .claim("q", 10, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.message.id, c.lease.attempt))
+        .collect();
+    assert_eq!(due.len(), 3);
+    assert!(due.contains(&(a, 1)) && due.contains(&(b, 2)) && due.contains(&(later, 1)));
+
+    // Neither applies to a running (or done) message.
+    assert!(matches!(
+        s.run_now(a).await,
+        Err(Error::WrongState {
+            actual: State::Running,
+            expected: State::Retrying,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.replay(a).await,
+        Err(Error::WrongState {
+            actual: State::Running,
+            expected: State::Dead,
+            ..
+        })
+    ));
+    let missing = steadfast_dlq::MessageId::new();
+    assert!(matches!(s.run_now(missing).await, Err(Error::NotFound(x)) if x == missing));
+
+    // Bulk replay selects retrying messages too.
+    assert_eq!(
+        s.replay_matching(&Filter::in_state(State::Retrying))
+            .await
+            .unwrap(),
+        1
+    );
+    let m = s.get(c).await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (State::Pending, 0));
+}
+
+fn grouped(n: u32, group: &str) -> NewMessage {
+    msg("q", n).group(group)
+}
+
+async fn groups_run_in_order_one_at_a_time(s: &dyn QueueStore, clock: &ManualClock) {
+    let mut a = Vec::new();
+    for n in 0..3 {
+        a.push(s.enqueue(grouped(n, "alice")).await.unwrap().id());
+        clock.advance(SEC);
+    }
+    let b = s.enqueue(grouped(10, "bob")).await.unwrap().id();
+    let free = s.enqueue(msg("q", 20)).await.unwrap().id();
+    // A later, more urgent message of a group still waits for the group's head.
+    let urgent = s
+        .enqueue(grouped(3, "alice").priority(0))
+        .await
+        .unwrap()
+        .id();
+    assert_eq!(
+        s.get(a[0]).await.unwrap().unwrap().group_key.as_deref(),
+        Some("alice")
+    );
+
+    // One claim of 10 takes one message per group, and every ungrouped one.
+    let first = s.claim("q", 10, LEASE).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|c| c.message.id).collect();
+    assert_eq!(ids, vec![a[0], b, free]);
+    assert!(
+        s.claim("q", 10, LEASE).await.unwrap().is_empty(),
+        "heads are running"
+    );
+
+    // Alice's messages follow one by one, in enqueue order, each after the previous settles.
+    s.ack(&first[0].lease).await.unwrap();
+    let next = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].message.id, a[1]);
+    // A dead head no longer holds its group back.
+    s.fail(&next[0].lease, Failure::fatal("bad", "bad"))
+        .await
+        .unwrap();
+    let next = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].message.id, a[2]);
+    s.ack(&next[0].lease).await.unwrap();
+    let next = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(next[0].message.id, urgent);
+}
+
+async fn a_retrying_head_blocks_only_its_group(s: &dyn QueueStore, clock: &ManualClock) {
+    let a1 = s.enqueue(grouped(1, "alice")).await.unwrap().id();
+    let a2 = s.enqueue(grouped(2, "alice")).await.unwrap().id();
+    let b: Vec<_> = {
+        let mut v = Vec::new();
+        for n in 0..3 {
+            v.push(s.enqueue(grouped(10 + n, "bob")).await.unwrap().id());
+        }
+        v
+    };
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.message.id, a1);
+    s.fail(&c.lease, Failure::retryable("timeout", "x").after(30 * SEC))
+        .await
+        .unwrap();
+    // Alice's head is retrying: Bob's messages flow (in order), Alice's second waits.
+    for &id in &b {
+        let got = s.claim("q", 10, LEASE).await.unwrap();
+        assert_eq!(got.len(), 1, "only Bob's head");
+        assert_eq!(got[0].message.id, id);
+        s.ack(&got[0].lease).await.unwrap();
+    }
+    assert!(s.claim("q", 10, LEASE).await.unwrap().is_empty());
+    // A snoozed head blocks the same way.
+    clock.advance(30 * SEC);
+    let c = s.claim("q", 10, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.message.id, a1);
+    s.snooze(&c.lease, Snooze::after("breaker_open", "open", 30 * SEC))
+        .await
+        .unwrap();
+    assert!(s.claim("q", 10, LEASE).await.unwrap().is_empty());
+    clock.advance(30 * SEC);
+    let c = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].message.id, a1);
+    s.ack(&c[0].lease).await.unwrap();
+    assert_eq!(s.claim("q", 10, LEASE).await.unwrap()[0].message.id, a2);
+}
+
+async fn an_expired_head_is_rescued_before_its_group_moves(
+    s: &dyn QueueStore,
+    clock: &ManualClock,
+) {
+    let a1 = s.enqueue(grouped(1, "alice")).await.unwrap().id();
+    let a2 = s.enqueue(grouped(2, "alice")).await.unwrap().id();
+    s.claim("q", 10, 10 * SEC).await.unwrap();
+    clock.advance(10 * SEC);
+    // The worker died: its head comes back first, not the next message.
+    let got = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].message.id, got[0].lease.attempt), (a1, 2));
+    s.ack(&got[0].lease).await.unwrap();
+    let got = s.claim("q", 10, LEASE).await.unwrap();
+    assert_eq!(got[0].message.id, a2);
+
+    // A head that dies on its last attempt is buried, then its group moves on.
+    let a3 = s
+        .enqueue(grouped(3, "alice").max_attempts(1))
+        .await
+        .unwrap()
+        .id();
+    let a4 = s.enqueue(grouped(4, "alice")).await.unwrap().id();
+    s.ack(&got[0].lease).await.unwrap();
+    s.claim("q", 10, 10 * SEC).await.unwrap();
+    clock.advance(10 * SEC);
+    let mut got = s.claim("q", 10, LEASE).await.unwrap();
+    if got.is_empty() {
+        // Buried by that claim; the group moves at the next.
+        got = s.claim("q", 10, LEASE).await.unwrap();
+    }
+    assert_eq!(s.get(a3).await.unwrap().unwrap().state, State::Dead);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.id, a4);
+}
+
+async fn remembered_done_keys_are_duplicates(s: &dyn QueueStore, clock: &ManualClock) {
+    let first = s
+        .enqueue(msg("q", 1).dedup_key("wamid.A"))
+        .await
+        .unwrap()
+        .id();
+    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    s.ack(&c.lease).await.unwrap();
+    // Queue "q" remembers done keys: the redelivery is a duplicate of the done message.
+    assert_eq!(
+        s.enqueue(msg("q", 2).dedup_key("wamid.A")).await.unwrap(),
+        Enqueued::Duplicate(first)
+    );
+    let out = s
+        .enqueue_batch(vec![
+            msg("q", 3).dedup_key("wamid.A"),
+            msg("q", 4).dedup_key("wamid.B"),
+            msg("q", 5).dedup_key("wamid.B"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0], Enqueued::Duplicate(first));
+    assert!(!out[1].is_duplicate());
+    assert_eq!(out[2], Enqueued::Duplicate(out[1].id()));
+    // Other queues keep today's behaviour: a done key is free again.
+    s.enqueue(msg("other", 1).dedup_key("wamid.A"))
+        .await
+        .unwrap();
+    let c = s.claim("other", 1, LEASE).await.unwrap().remove(0);
+    s.ack(&c.lease).await.unwrap();
+    assert!(
+        !s.enqueue(msg("other", 2).dedup_key("wamid.A"))
+            .await
+            .unwrap()
+            .is_duplicate()
+    );
+    // Pruned done messages are forgotten.
+    clock.advance(SEC);
+    s.prune(&Retention {
+        done: Duration::ZERO,
+        dead: None,
+    })
+    .await
+    .unwrap();
+    assert!(s.get(first).await.unwrap().is_none());
+    assert!(
+        !s.enqueue(msg("q", 6).dedup_key("wamid.A"))
+            .await
+            .unwrap()
+            .is_duplicate()
+    );
+
+    // The race: the holder is settled done while enqueues of its key run. Every enqueue is a
+    // duplicate of the holder (live or done), none is new, none fails.
+    for round in 0..20 {
+        let key = format!("race.{round}");
+        let holder = s.enqueue(msg("q", 7).dedup_key(&key)).await.unwrap().id();
+        let c = s
+            .claim("q", 10, LEASE)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.message.id == holder)
+            .unwrap();
+        let enqueues = async {
+            let mut out = Vec::new();
+            for _ in 0..5 {
+                out.push(s.enqueue(msg("q", 8).dedup_key(&key)).await);
+                tokio::task::yield_now().await;
+            }
+            out
+        };
+        let (acked, results) = tokio::join!(s.ack(&c.lease), enqueues);
+        acked.unwrap();
+        for r in results {
+            assert_eq!(r.unwrap(), Enqueued::Duplicate(holder), "round {round}");
+        }
+        let live = s
+            .list(&Filter::in_state(State::Pending), Page::first(1000))
+            .await
+            .unwrap();
+        assert!(live.iter().all(|m| m.dedup_key.as_deref() != Some(&*key)));
+    }
 }

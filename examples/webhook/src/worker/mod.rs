@@ -118,10 +118,18 @@ impl Services {
             from = %Masked(&job.from),
             attempt = message.attempts,
         );
+        let past_horizon = message.waiting_since.is_some_and(|since| {
+            chrono::Duration::from_std(self.config.worker.retry_horizon)
+                .is_ok_and(|horizon| self.now() - since > horizon)
+        });
+        let attempt = pipeline::Attempt {
+            number: message.attempts,
+            max: message.max_attempts,
+            past_horizon,
+        };
         let outcome = async {
             let _turn = self.sender_locks.of(&job.from).lock().await;
-            self.process(&job, message.attempts, message.max_attempts)
-                .await
+            self.process_at(&job, attempt).await
         }
         .instrument(span.clone())
         .await;
@@ -139,6 +147,11 @@ impl Services {
                 kind = f.kind(),
                 error = f.message(),
                 "message dead-lettered"
+            ),
+            Outcome::Snooze(s) => tracing::info!(
+                kind = s.kind(),
+                error = s.message(),
+                "downstream unavailable; snoozed without spending an attempt"
             ),
         });
         outcome

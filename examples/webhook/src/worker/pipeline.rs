@@ -233,8 +233,9 @@ pub fn outcome(error: &StepError) -> Outcome {
                 message,
                 retry_after,
             } => retry(kind, message.clone(), *retry_after),
-            // snooze: no call was made, or only a probe; neither says anything about the
-            // message, so this should not spend one of its attempts.
+            // No call was made, or only a probe: neither says anything about the message, so
+            // it waits for the breaker's next probe without spending an attempt. The queue
+            // caps the wait at the policy's max delay; the horizon bounds the total.
             CallFailure::Refused {
                 kind,
                 message,
@@ -244,7 +245,11 @@ pub fn outcome(error: &StepError) -> Outcome {
                 kind,
                 message,
                 retry_after,
-            } => retry(kind, message.clone(), *retry_after),
+            } => Outcome::snooze(
+                kind.clone(),
+                message.clone(),
+                retry_after.unwrap_or(DEFAULT_SNOOZE),
+            ),
             CallFailure::Permanent { kind, message } => {
                 Outcome::dead(kind.clone(), message.clone())
             }
@@ -252,11 +257,40 @@ pub fn outcome(error: &StepError) -> Outcome {
     }
 }
 
-/// Whether `outcome` makes the message a dead letter on attempt `attempt` of `max_attempts`.
-pub fn dead_letters(outcome: &Outcome, attempt: u32, max_attempts: u32) -> bool {
+/// How long a message waits behind a breaker that did not say when it lets a probe through
+/// (no endpoint healthy, every probe permit taken).
+pub const DEFAULT_SNOOZE: Duration = Duration::from_secs(5);
+
+/// Where a message stands in its retries: what decides whether a failure is its last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// This attempt's number (1 for the first).
+    pub number: u32,
+    /// The queue's maximum of real attempts.
+    pub max: u32,
+    /// The message has waited (retrying or snoozed) longer than `worker.retry_horizon_seconds`
+    /// since its first failure or snooze: the queue dead-letters it at this failure.
+    pub past_horizon: bool,
+}
+
+impl Attempt {
+    /// Attempt `number` of `max`, within the horizon.
+    pub fn new(number: u32, max: u32) -> Self {
+        Self {
+            number,
+            max,
+            past_horizon: false,
+        }
+    }
+}
+
+/// Whether `outcome` makes the message a dead letter at `attempt`: the same rule the queue
+/// applies, so that the user hears the fallback exactly when the message goes dead.
+pub fn dead_letters(outcome: &Outcome, attempt: Attempt) -> bool {
     match outcome {
         Outcome::Ack => false,
-        Outcome::Retry(_) => attempt >= max_attempts,
+        Outcome::Retry(_) => attempt.number >= attempt.max || attempt.past_horizon,
+        Outcome::Snooze(_) => attempt.past_horizon,
         Outcome::Dead(_) => true,
     }
 }
@@ -282,15 +316,21 @@ impl Services {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Processes `job`, on attempt `attempt` of `max_attempts`, and says what the queue
-    /// does with it.
+    /// Processes `job`, on attempt `attempt` of `max_attempts` (within the horizon), and
+    /// says what the queue does with it.
     pub async fn process(&self, job: &InboundMessage, attempt: u32, max_attempts: u32) -> Outcome {
+        self.process_at(job, Attempt::new(attempt, max_attempts))
+            .await
+    }
+
+    /// As [`Services::process`], at a given [`Attempt`].
+    pub async fn process_at(&self, job: &InboundMessage, attempt: Attempt) -> Outcome {
         let mut progress = Progress::default();
         let Err(error) = self.run(job, &mut progress).await else {
             return Outcome::Ack;
         };
         let outcome = outcome(&error);
-        if dead_letters(&outcome, attempt, max_attempts) {
+        if dead_letters(&outcome, attempt) {
             self.dead_letter(job, &error, progress).await;
         }
         outcome
@@ -522,6 +562,30 @@ mod tests {
         }
     }
 
+    fn snoozed(o: &Outcome) -> (&str, Duration) {
+        match o {
+            Outcome::Snooze(s) => {
+                // A due time a moment from now: the delay, to the second.
+                let d = s.delay_from(chrono::Utc::now());
+                (
+                    s.kind(),
+                    Duration::from_secs(d.as_secs_f64().round() as u64),
+                )
+            }
+            other => panic!("not snoozed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_without_a_wait_snoozes_for_the_default() {
+        let mut refusal = refused();
+        if let CallFailure::Refused { retry_after, .. } = &mut refusal {
+            *retry_after = None;
+        }
+        let o = outcome(&StepError::Downstream(refusal));
+        assert_eq!(snoozed(&o).1, DEFAULT_SNOOZE);
+    }
+
     #[test]
     fn each_step_error_maps_to_its_outcome() {
         for step in [StepError::Downstream, StepError::Reply] {
@@ -535,14 +599,14 @@ mod tests {
                     true
                 )
             );
-            // Refusals and failed probes keep the breaker's wait (a snooze, once the queue has
-            // one).
+            // Refusals and failed probes snooze for the breaker's wait: no attempt spent.
             let o = outcome(&step(refused()));
-            assert_eq!(retried(&o).0, "downstream_unavailable");
-            assert_eq!(retried(&o).2, Some(Duration::from_secs(42)));
+            assert_eq!(
+                snoozed(&o),
+                ("downstream_unavailable", Duration::from_secs(42))
+            );
             let o = outcome(&step(probe()));
-            assert_eq!(retried(&o).0, "graph_http_503");
-            assert_eq!(retried(&o).2, Some(Duration::from_secs(60)));
+            assert_eq!(snoozed(&o), ("graph_http_503", Duration::from_secs(60)));
             let o = outcome(&step(permanent()));
             assert_eq!(
                 dead(&o),
@@ -563,13 +627,24 @@ mod tests {
 
     #[test]
     fn a_message_dead_letters_when_dead_or_out_of_attempts() {
+        let at = Attempt::new;
         let retry = outcome(&StepError::Downstream(attempt()));
-        assert!(!dead_letters(&retry, 1, 3));
-        assert!(!dead_letters(&retry, 2, 3));
-        assert!(dead_letters(&retry, 3, 3));
+        assert!(!dead_letters(&retry, at(1, 3)));
+        assert!(!dead_letters(&retry, at(2, 3)));
+        assert!(dead_letters(&retry, at(3, 3)));
         let dead = outcome(&StepError::Downstream(permanent()));
-        assert!(dead_letters(&dead, 1, 3));
-        assert!(!dead_letters(&Outcome::Ack, 3, 3));
+        assert!(dead_letters(&dead, at(1, 3)));
+        assert!(!dead_letters(&Outcome::Ack, at(3, 3)));
+        // A snooze spends no attempt: never the last one, whatever the count...
+        let snooze = outcome(&StepError::Downstream(refused()));
+        assert!(!dead_letters(&snooze, at(3, 3)));
+        // ...until the message has waited past the horizon, as a retry then too.
+        let past = Attempt {
+            past_horizon: true,
+            ..at(1, 3)
+        };
+        assert!(dead_letters(&snooze, past));
+        assert!(dead_letters(&retry, past));
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! The worker rides out a downstream outage by itself: a call an open breaker refuses, and a
+//! failed half-open probe, snooze the message without spending an attempt; when the
+//! downstream is back, every message is delivered, with no dead letter and no operator. A
+//! poison message (the downstream fails it while its breaker is closed) still dead-letters
+//! after its real attempts, and a message waiting longer than the horizon becomes a dead
+//! letter too. In-memory stores, loopback fakes.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use common::fakes::{self, DownstreamLog, GraphLog};
+use common::*;
+use http::{Request, StatusCode};
+use serde_json::Value;
+use steadfast_webhook::assemble::App;
+use steadfast_webhook::config::{Config, Overrides};
+
+struct Env {
+    app: App,
+    router: Router,
+    downstream: Arc<DownstreamLog>,
+    _graph: Arc<GraphLog>,
+}
+
+/// One service, `jobs`, whose breaker opens after 2 failed calls of 4 for `open_ms`.
+async fn env(open_seconds: u64, worker: &str) -> Env {
+    let (down_url, downstream) = fakes::start_downstream().await;
+    let (graph_url, graph) = fakes::start_graph().await;
+    let toml = format!(
+        r#"
+[whatsapp]
+app_secret = "{SECRET}"
+verify_token = "{VERIFY_TOKEN}"
+access_token = "test-access-token"
+graph_api_url = "{graph_url}"
+[admin]
+token = "{ADMIN_TOKEN}"
+[worker]
+poll_interval_ms = 20
+backoff_initial_ms = 50
+backoff_max_ms = 1000
+max_attempts = 3
+{worker}
+[[services]]
+name = "jobs"
+endpoints = ["{down_url}/jobs"]
+keywords = ["jobs"]
+breaker = {{ failure_rate_percent = 50.0, open_seconds = {open_seconds}, window_size = 4, minimum_calls = 2 }}
+[routing]
+default_service = "jobs"
+"#
+    );
+    let config = Config::from_toml(&toml, &Default::default(), &Overrides::default()).unwrap();
+    let app = App::build(config).await.unwrap();
+    let router = app.router();
+    Env {
+        app,
+        router,
+        downstream,
+        _graph: graph,
+    }
+}
+
+/// Polls `check` until it holds (20 s at most): waiting for the worker, not timing it.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+impl Env {
+    async fn admin(&self, method: &str, path: &str) -> Value {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let (s, _, b) = send(&self.router, req).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&b));
+        json(&b)
+    }
+
+    async fn messages(&self, state: &str) -> Vec<Value> {
+        self.admin("GET", &format!("/admin/dlq?state={state}&limit=500"))
+            .await["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `n` messages (at most 10) from `n` senders, in one delivery.
+    async fn deliver(&self, n: usize, prefix: &str) {
+        let body = text_batch(prefix, n, "jobs please");
+        let (s, _, b) = send(&self.router, signed(&body)).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(json(&b)["accepted"], n);
+    }
+}
+
+fn snoozes(m: &Value) -> usize {
+    m["errors"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["snoozed"] == true).count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_ridden_out_without_dead_letters_or_an_operator() {
+    let e = env(1, "").await;
+    e.downstream.fail_with.store(503, Ordering::SeqCst);
+    e.deliver(8, "OUT").await;
+    // The breaker opens after the first failed calls; from then on the messages wait behind
+    // it, snoozed, their attempts untouched.
+    eventually(
+        "several messages snoozed behind the open breaker",
+        async || {
+            let waiting = [e.messages("retrying").await, e.messages("pending").await].concat();
+            waiting.iter().filter(|m| snoozes(m) > 0).count() >= 4
+        },
+    )
+    .await;
+    // Long enough for three attempts each if refusals counted: still no dead letter.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        e.messages("dead").await.is_empty(),
+        "no dead letter during the outage"
+    );
+    for m in [e.messages("retrying").await, e.messages("pending").await].concat() {
+        let real = m["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["snoozed"] != true)
+            .count() as u64;
+        assert!(real < 3, "at most 2 real attempts before recovery: {m}");
+        assert!(m["attempts"].as_u64().unwrap() <= real + 1, "{m}");
+    }
+    e.downstream.fail_with.store(0, Ordering::SeqCst);
+    eventually("every message delivered after recovery", async || {
+        e.downstream.total_delivered() == 8
+    })
+    .await;
+    assert!(e.messages("dead").await.is_empty(), "no operator needed");
+    e.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_past_the_horizon_dead_letters_and_one_replay_delivers() {
+    let e = env(1, "retry_horizon_seconds = 1").await;
+    e.downstream.fail_with.store(503, Ordering::SeqCst);
+    e.deliver(4, "HOR").await;
+    eventually("all four dead after the horizon", async || {
+        e.messages("dead").await.len() == 4
+    })
+    .await;
+    let dead = e.messages("dead").await;
+    assert!(
+        dead.iter().all(|m| m["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "horizon_passed")),
+        "{dead:?}"
+    );
+    e.downstream.fail_with.store(0, Ordering::SeqCst);
+    let r = e.admin("POST", "/admin/breakers/jobs/reset").await;
+    assert!(r.is_object());
+    let r = e.admin("POST", "/admin/dlq/replay").await;
+    assert_eq!(r["replayed"], 4);
+    eventually("the replay delivered all four", async || {
+        e.downstream.total_delivered() == 4
+    })
+    .await;
+    e.app.shutdown().await;
+}
