@@ -48,7 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# DRILL_BUILD=0 skips the build (binaries already built, e.g. while another build holds the
+# target dir's lock).
 build() {
+  if [ "${DRILL_BUILD:-1}" = 0 ]; then log "using the $PROFILE build in $BIN"; return 0; fi
   log "building ($PROFILE)"
   if [ "$PROFILE" = release ]; then
     (cd "$ROOT" && cargo build -q --release -p steadfast-webhook -p steadfast-loadgen)
@@ -94,7 +97,7 @@ fresh_stores() {
 # BREAKER_OPEN_SECONDS=N gives every service a breaker open for N s instead of the presets.
 start_fakes() {
   local extra=()
-  [ -n "${BREAKER_OPEN_SECONDS:-}" ] && extra+=(--breaker-open-seconds "$BREAKER_OPEN_SECONDS")
+  if [ -n "${BREAKER_OPEN_SECONDS:-}" ]; then extra+=(--breaker-open-seconds "$BREAKER_OPEN_SECONDS"); fi
   "$BIN/steadfast-loadgen" fakes --downstream-listen "127.0.0.1:$DOWN_PORT" \
     --graph-listen "127.0.0.1:$GRAPH_PORT" --app-secret "$WHATSAPP_APP_SECRET" \
     --webhook-rate-limit 0 --config-out "$WORK/fakes.toml" "${extra[@]}" >"$WORK/fakes.log" 2>&1 &
@@ -193,7 +196,7 @@ finish() {
   # A drill's own checks once every message is in (they may set EXTRA_FIGURES or fail).
   if declare -F after_load >/dev/null; then after_load; fi
   jq -r --arg drill "$DRILL" --arg extra "${EXTRA_FIGURES:-}" '
-    "== \($drill): rate \(if .config.messages_per_sec then "\(.config.messages_per_sec) messages" else .config.rate end)/s for \(.send.send_secs | floor) s",
+    "== \($drill): rate \(if .config.messages_per_sec then "\(.config.messages_per_sec) messages" else .config.rate end)/s for \(.send.send_secs | round) s",
     "requests \(.send.requests), 200 \(.send.status.ok_200), 503 \(.send.status.unavailable_503), 429 \(.send.status.too_many_requests_429), connection errors \(.send.status.connection_errors), timeouts \(.send.status.timeouts), retries \(.send.retries)",
     "messages accepted \(.delivery.messages_accepted), delivered \(.delivery.delivered), lost \(.delivery.lost), duplicate deliveries \(.delivery.duplicate_deliveries), never accepted \(.delivery.messages_never_accepted)",
     "accepted p99 latency \(.send.latency_accepted.p99_ms) ms, drained in \(.drain_secs * 100 | round / 100) s, last message delivered \(.last_delivery_after_load_secs | if . == null then "n/a" else (. * 100 | round / 100) end) s after the load ended",
