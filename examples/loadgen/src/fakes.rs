@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -81,6 +81,15 @@ pub struct FakeStats {
     pub graph_replies: u64,
     /// Graph API calls that were not a well-formed text reply.
     pub graph_bad_requests: u64,
+    /// Wall clock of the first successful delivery, in milliseconds since the Unix epoch (0:
+    /// none yet).
+    #[serde(default)]
+    pub first_delivery_unix_ms: u64,
+    /// Wall clock of the latest delivery of a message id not delivered before (duplicates do
+    /// not move it), in milliseconds since the Unix epoch (0: none yet): when the backlog was
+    /// cleared, once every message is in.
+    #[serde(default)]
+    pub last_new_delivery_unix_ms: u64,
 }
 
 /// `GET /_stats/deliveries`: successful deliveries per message id.
@@ -110,6 +119,8 @@ struct Inner {
     key_mismatch: AtomicU64,
     graph_replies: AtomicU64,
     graph_bad: AtomicU64,
+    first_delivery_ms: AtomicU64,
+    last_new_delivery_ms: AtomicU64,
 }
 
 impl FakeState {
@@ -129,6 +140,8 @@ impl FakeState {
                 key_mismatch: AtomicU64::new(0),
                 graph_replies: AtomicU64::new(0),
                 graph_bad: AtomicU64::new(0),
+                first_delivery_ms: AtomicU64::new(0),
+                last_new_delivery_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -153,6 +166,8 @@ impl FakeState {
             &self.inner.key_mismatch,
             &self.inner.graph_replies,
             &self.inner.graph_bad,
+            &self.inner.first_delivery_ms,
+            &self.inner.last_new_delivery_ms,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -178,6 +193,8 @@ impl FakeState {
             deliveries_by_path: self.inner.by_path.lock().clone(),
             graph_replies: self.inner.graph_replies.load(Ordering::Relaxed),
             graph_bad_requests: self.inner.graph_bad.load(Ordering::Relaxed),
+            first_delivery_unix_ms: self.inner.first_delivery_ms.load(Ordering::Relaxed),
+            last_new_delivery_unix_ms: self.inner.last_new_delivery_ms.load(Ordering::Relaxed),
         }
     }
 }
@@ -352,7 +369,19 @@ async fn downstream(
     if key != Some(message_id.as_str()) {
         s.key_mismatch.fetch_add(1, Ordering::Relaxed);
     }
-    *s.deliveries.lock().entry(message_id).or_insert(0) += 1;
+    let first_of_id = {
+        let mut deliveries = s.deliveries.lock();
+        let count = deliveries.entry(message_id).or_insert(0);
+        *count += 1;
+        *count == 1
+    };
+    let now = crate::load::unix_ms(SystemTime::now());
+    let _ = s
+        .first_delivery_ms
+        .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    if first_of_id {
+        s.last_new_delivery_ms.fetch_max(now, Ordering::Relaxed);
+    }
     *s.by_path.lock().entry(uri.path().to_owned()).or_insert(0) += 1;
     axum::Json(json!({ "reply": "ok" })).into_response()
 }

@@ -18,8 +18,9 @@ pub use fakes::{Deliveries, FakeState, FakeStats, Fakes, FakesConfig};
 pub use load::{LoadConfig, LoadConfigBuilder, LoadOutcome, run_load};
 pub use payload::{GeneratorConfig, Mix, Payload, PayloadGenerator, PayloadKind, to_meta_json};
 pub use report::{
-    DeliveryReport, Latency, MAX_LISTED_IDS, Report, SendReport, StatusCounts, percentile,
+    DeliveryReport, Latency, MAX_LISTED_IDS, Report, SendReport, StatusCounts, delivery_lag_secs,
+    percentile,
 };
 pub use run::{FakesMode, RunConfig, run};
 pub use signature::{SIGNATURE_HEADER, sign};
-pub use webhook_config::{SERVICES, webhook_config_toml};
+pub use webhook_config::{ConfigExtras, SERVICES, webhook_config_toml};

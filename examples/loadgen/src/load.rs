@@ -1,11 +1,11 @@
-//! The sending side: an open-loop schedule at `rate` sends per second, at most `concurrency`
-//! requests in flight, each send retried like Meta retries (backoff, honouring `Retry-After`)
-//! until it gets a 200 or `give_up_after` passes.
+//! The sending side: an open-loop schedule at `rate` sends (or `messages_per_sec` messages) per
+//! second, at most `concurrency` requests in flight, each send retried like Meta retries
+//! (backoff, honouring `Retry-After`) until it gets a 200 or `give_up_after` passes.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
@@ -29,6 +29,8 @@ const RECENT: usize = 256;
 pub struct LoadConfig {
     targets: Vec<Url>,
     rate: f64,
+    messages_per_sec: Option<f64>,
+    max_messages: Option<u64>,
     duration: Duration,
     concurrency: usize,
     duplicate_share: f64,
@@ -49,6 +51,8 @@ impl LoadConfig {
             config: LoadConfig {
                 targets: Vec::new(),
                 rate: 100.0,
+                messages_per_sec: None,
+                max_messages: None,
                 duration: Duration::from_secs(10),
                 concurrency: 32,
                 duplicate_share: 0.05,
@@ -77,6 +81,8 @@ impl LoadConfig {
         serde_json::json!({
             "targets": self.targets.iter().map(Url::as_str).collect::<Vec<_>>(),
             "rate": self.rate,
+            "messages_per_sec": self.messages_per_sec,
+            "max_messages": self.max_messages,
             "duration_secs": self.duration.as_secs_f64(),
             "concurrency": self.concurrency,
             "duplicate_share": self.duplicate_share,
@@ -110,6 +116,20 @@ impl LoadConfigBuilder {
     /// Sends started per second; `0` means as fast as `concurrency` allows (closed loop).
     pub fn rate(mut self, per_sec: f64) -> Self {
         self.config.rate = per_sec;
+        self
+    }
+
+    /// Paces by messages instead of sends: the next send is due once the new messages already
+    /// sent are due at this rate (a batch of 5 counts 5; status updates and duplicates carry no
+    /// new message and go out at once). Overrides [`rate`](Self::rate); `None` paces by sends.
+    pub fn messages_per_sec(mut self, per_sec: Option<f64>) -> Self {
+        self.config.messages_per_sec = per_sec;
+        self
+    }
+
+    /// Stops starting sends once this many new messages were sent (or the duration ends).
+    pub fn max_messages(mut self, n: Option<u64>) -> Self {
+        self.config.max_messages = n;
         self
     }
 
@@ -190,6 +210,17 @@ impl LoadConfigBuilder {
                 "rate",
                 "must be a finite number >= 0 (0 = unlimited)",
             ));
+        }
+        if c.messages_per_sec
+            .is_some_and(|r| !r.is_finite() || r <= 0.0)
+        {
+            return Err(Error::config(
+                "messages-per-sec",
+                "must be a finite number > 0",
+            ));
+        }
+        if c.max_messages == Some(0) {
+            return Err(Error::config("max-messages", "must be at least 1"));
         }
         if c.duration.is_zero() {
             return Err(Error::config("duration", "must be positive"));
@@ -313,13 +344,25 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
             }
         })
     });
-    let period = (config.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate));
+    // Open loop: the n-th send (or the send after the n-th new message) is due at
+    // start + n * period, whatever happened before, so a slow target meets the backlog a real
+    // sender would build.
+    let (period, by_messages) = match config.messages_per_sec {
+        Some(r) => (Some(Duration::from_secs_f64(1.0 / r)), true),
+        None => (
+            (config.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate)),
+            false,
+        ),
+    };
     let mut issued: u64 = 0;
+    let mut new_messages: u64 = 0;
     loop {
+        if config.max_messages.is_some_and(|m| new_messages >= m) {
+            break;
+        }
         if let Some(period) = period {
-            // Open loop: the n-th send is due at start + n * period, whatever happened before,
-            // so a slow target meets the backlog a real sender would build.
-            let due = start + period.mul_f64(issued as f64);
+            let n = if by_messages { new_messages } else { issued };
+            let due = start + period.mul_f64(n as f64);
             if due >= end {
                 break;
             }
@@ -340,6 +383,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
             (p, (t + 1) % n_targets)
         } else {
             let p = Arc::new(generator.next_payload());
+            new_messages += p.message_ids.len() as u64;
             sent_ids.extend(p.message_ids.iter().cloned());
             let n = shared.counters.payloads.fetch_add(1, Ordering::Relaxed);
             let t = (n % n_targets as u64) as usize;
@@ -358,6 +402,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
         while tasks.try_join_next().is_some() {}
     }
     let send_secs = start.elapsed().as_secs_f64();
+    let send_ended_unix_ms = unix_ms(SystemTime::now());
     while tasks.join_next().await.is_some() {}
     let elapsed_secs = start.elapsed().as_secs_f64();
     if let Some(p) = progress {
@@ -378,6 +423,7 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
     };
     let report = SendReport {
         send_secs,
+        send_ended_unix_ms,
         elapsed_secs,
         requests: Counters::get(&c.requests),
         retries: Counters::get(&c.retries),
@@ -404,6 +450,13 @@ pub async fn run_load(config: &LoadConfig) -> Result<LoadOutcome, Error> {
         sent_ids,
         accepted_ids,
     })
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it): the wall clock the fakes
+/// stamp deliveries with, so a run and external fakes on the same machine can be compared.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn print_progress(shared: &Shared, start: Instant) {
@@ -556,6 +609,19 @@ mod tests {
         assert_eq!(err(LoadConfig::builder().target("ftp://x/")), "target");
         assert_eq!(err(base().rate(-1.0)), "rate");
         assert_eq!(err(base().rate(f64::NAN)), "rate");
+        assert_eq!(err(base().messages_per_sec(Some(0.0))), "messages-per-sec");
+        assert_eq!(
+            err(base().messages_per_sec(Some(f64::INFINITY))),
+            "messages-per-sec"
+        );
+        assert_eq!(err(base().max_messages(Some(0))), "max-messages");
+        assert!(
+            base()
+                .messages_per_sec(Some(1000.0))
+                .max_messages(Some(20_000))
+                .build()
+                .is_ok()
+        );
         assert_eq!(err(base().duration(Duration::ZERO)), "duration");
         assert_eq!(err(base().concurrency(0)), "concurrency");
         assert_eq!(err(base().duplicate_share(1.5)), "duplicate-share");

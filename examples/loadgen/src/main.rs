@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand};
 use steadfast_loadgen::duration::parse_duration;
 use steadfast_loadgen::{
-    Error, Fakes, FakesConfig, FakesMode, GeneratorConfig, LoadConfig, Mix, RunConfig,
-    webhook_config_toml,
+    ConfigExtras, Error, Fakes, FakesConfig, FakesMode, GeneratorConfig, LoadConfig, Mix,
+    RunConfig, webhook_config_toml,
 };
 
 #[derive(Debug, Parser)]
@@ -90,6 +90,10 @@ struct FakesArgs {
     /// Add `[rate_limit] per_minute = N` to that config (all load comes from one IP).
     #[arg(long)]
     webhook_rate_limit: Option<u32>,
+    /// Give every service in that config an inline breaker open for N seconds (instead of the
+    /// 60 s / 120 s presets), so a drill sees the half-open recovery within its run.
+    #[arg(long)]
+    breaker_open_seconds: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +104,13 @@ struct RunArgs {
     /// Sends started per second (0 = as fast as --concurrency allows).
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
+    /// Pace by messages instead: new messages per second (a batch counts its messages; status
+    /// updates and duplicates carry none). Overrides --rate.
+    #[arg(long)]
+    messages_per_sec: Option<f64>,
+    /// Stop starting sends once this many new messages were sent (or --duration ends).
+    #[arg(long)]
+    max_messages: Option<u64>,
     /// How long new sends are started (e.g. 30s, 2m).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     duration: Duration,
@@ -194,6 +205,8 @@ impl RunArgs {
         let mix: Mix = self.mix.parse()?;
         let mut b = LoadConfig::builder()
             .rate(self.rate)
+            .messages_per_sec(self.messages_per_sec)
+            .max_messages(self.max_messages)
             .duration(self.duration)
             .concurrency(self.concurrency)
             .duplicate_share(self.duplicate_share)
@@ -286,11 +299,20 @@ async fn dispatch(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Fakes(args) => {
             let fakes = Fakes::start(args.listen.config()?).await?;
+            if args.breaker_open_seconds == Some(0) {
+                return Err(Error::Config {
+                    option: "breaker-open-seconds",
+                    problem: "must be at least 1".into(),
+                });
+            }
             let toml = webhook_config_toml(
                 &fakes.downstream_url(),
                 &fakes.graph_url(),
                 &args.app_secret,
-                args.webhook_rate_limit,
+                &ConfigExtras {
+                    rate_limit_per_minute: args.webhook_rate_limit,
+                    breaker_open_seconds: args.breaker_open_seconds,
+                },
             );
             if args.print_config {
                 println!("{toml}");

@@ -74,8 +74,12 @@ pub fn percentile(sorted: &[u32], q: f64) -> u32 {
 /// The sending side of a run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SendReport {
-    /// Seconds spent issuing new sends (the `--duration`, or less if interrupted).
+    /// Seconds spent issuing new sends (the `--duration`, or less if interrupted or once
+    /// `--max-messages` were sent).
     pub send_secs: f64,
+    /// Wall clock when the last new send was started, in milliseconds since the Unix epoch:
+    /// "the end of the load", compared with the fakes' delivery times.
+    pub send_ended_unix_ms: u64,
     /// Seconds from the first send until the last send was accepted or given up (retries included).
     pub elapsed_secs: f64,
     /// HTTP attempts made, retries included.
@@ -181,6 +185,13 @@ impl DeliveryReport {
     }
 }
 
+/// Seconds from `load_ended_unix_ms` to `last_new_delivery_unix_ms` (negative when the last
+/// message was delivered before the load ended); `None` when nothing was delivered (0).
+pub fn delivery_lag_secs(load_ended_unix_ms: u64, last_new_delivery_unix_ms: u64) -> Option<f64> {
+    (last_new_delivery_unix_ms != 0)
+        .then(|| (last_new_delivery_unix_ms as f64 - load_ended_unix_ms as f64) / 1000.0)
+}
+
 /// Everything `--report-json` writes.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -194,6 +205,11 @@ pub struct Report {
     pub fakes: Option<crate::FakeStats>,
     /// Seconds spent waiting for deliveries after sending.
     pub drain_secs: f64,
+    /// Seconds from the end of the load (the last new send started) until the fakes first saw
+    /// the last message id they received: how long the backlog took to clear. `None` without
+    /// fakes or when nothing was delivered. Only meaningful with every accepted id delivered
+    /// (`drained`) and fakes that served no later run.
+    pub last_delivery_after_load_secs: Option<f64>,
     /// Whether every accepted id was delivered before `--drain-timeout`.
     pub drained: bool,
     /// `lost == 0` (and, with `--strict`, nothing never accepted).
@@ -266,6 +282,9 @@ impl fmt::Display for Report {
                     d.delivered_not_accepted,
                     d.unknown_ids_delivered
                 )?;
+                if let Some(lag) = self.last_delivery_after_load_secs {
+                    writeln!(f, "last message delivered {lag:.2} s after the load ended")?;
+                }
                 if !d.lost_ids.is_empty() {
                     let shown = &d.lost_ids[..d.lost_ids.len().min(10)];
                     writeln!(f, "lost ids (first {}): {}", shown.len(), shown.join(" "))?;
@@ -327,6 +346,13 @@ mod tests {
         assert_eq!(r.lost, 250);
         assert_eq!(r.lost_ids.len(), MAX_LISTED_IDS);
         assert_eq!(r.delivered, 0);
+    }
+
+    #[test]
+    fn delivery_lag_is_signed_and_absent_without_deliveries() {
+        assert_eq!(delivery_lag_secs(1_000_000, 1_002_500), Some(2.5));
+        assert_eq!(delivery_lag_secs(1_000_000, 999_750), Some(-0.25));
+        assert_eq!(delivery_lag_secs(1_000_000, 0), None);
     }
 
     #[test]

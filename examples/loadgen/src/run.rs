@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::fakes::{Deliveries, FakeState, FakeStats, Fakes, FakesConfig};
 use crate::load::{LoadConfig, run_load};
-use crate::report::{DeliveryReport, Report};
-use crate::webhook_config::webhook_config_toml;
+use crate::report::{DeliveryReport, Report, delivery_lag_secs};
+use crate::webhook_config::{ConfigExtras, webhook_config_toml};
 
 /// Where deliveries are observed.
 #[derive(Debug, Clone)]
@@ -172,7 +172,10 @@ pub async fn run(config: RunConfig) -> Result<Report, Error> {
         &downstream_url,
         &graph_url,
         &config.load.generator().app_secret,
-        config.webhook_rate_limit,
+        &ConfigExtras {
+            rate_limit_per_minute: config.webhook_rate_limit,
+            breaker_open_seconds: None,
+        },
     );
     if config.print_config {
         println!("{toml}");
@@ -269,10 +272,17 @@ pub async fn run(config: RunConfig) -> Result<Report, Error> {
         cfg_json["downstream_fail_from_secs"] = from.as_secs_f64().into();
         cfg_json["downstream_fail_until_secs"] = until.as_secs_f64().into();
     }
+    let last_delivery_after_load_secs = fakes.as_ref().and_then(|f| {
+        delivery_lag_secs(
+            outcome.report.send_ended_unix_ms,
+            f.last_new_delivery_unix_ms,
+        )
+    });
     Ok(Report {
         config: cfg_json,
         send: outcome.report,
         delivery,
+        last_delivery_after_load_secs,
         fakes,
         drain_secs: drain_start.elapsed().as_secs_f64(),
         drained,

@@ -10,16 +10,27 @@ pub const SERVICES: &[(&str, &[&str])] = &[
     ("ai-agent", &[]),
 ];
 
+/// Optional parts of [`webhook_config_toml`]'s output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigExtras {
+    /// A `[rate_limit]` table with this `per_minute`: all load comes from one client IP, which
+    /// the webhook's default 300/min would throttle.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Every service gets an inline breaker open for this many seconds, with its preset's
+    /// failure rate (50 %, AI agent 60 %), instead of the presets' 60 s / 120 s: drills that
+    /// wait for half-open recovery finish in seconds.
+    pub breaker_open_seconds: Option<u64>,
+}
+
 /// TOML tables `[whatsapp]`, `[[services]]` and `[routing]` for the webhook's config file.
 ///
 /// They are tables only, so a script can put its own top-level keys (`listen = ...`) first and
-/// other tables (`[admin]`) after. With `rate_limit_per_minute`, a `[rate_limit]` table too:
-/// all load comes from one client IP, which the webhook's default 300/min would throttle.
+/// other tables (`[admin]`, `[worker]`) after. See [`ConfigExtras`] for the optional parts.
 pub fn webhook_config_toml(
     downstream_url: &str,
     graph_url: &str,
     app_secret: &str,
-    rate_limit_per_minute: Option<u32>,
+    extras: &ConfigExtras,
 ) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("a string always serializes");
     let downstream = downstream_url.trim_end_matches('/');
@@ -42,13 +53,21 @@ pub fn webhook_config_toml(
         ));
         let kw: Vec<String> = keywords.iter().map(|k| q(k)).collect();
         out.push_str(&format!("keywords = [{}]\n", kw.join(", ")));
-        if *name == "ai-agent" {
+        let ai_agent = *name == "ai-agent";
+        match extras.breaker_open_seconds {
+            Some(secs) => {
+                let rate = if ai_agent { 60.0 } else { 50.0 };
+                out.push_str(&format!(
+                    "breaker = {{ failure_rate_percent = {rate:.1}, open_seconds = {secs} }}\n"
+                ));
+            }
             // The seed's AI agent is slow and flaky: it gets the lenient breaker preset.
-            out.push_str("breaker = \"ai_agent\"\n");
+            None if ai_agent => out.push_str("breaker = \"ai_agent\"\n"),
+            None => {}
         }
     }
     out.push_str("\n[routing]\ndefault_service = \"ai-agent\"\n");
-    if let Some(n) = rate_limit_per_minute {
+    if let Some(n) = extras.rate_limit_per_minute {
         out.push_str(&format!("\n[rate_limit]\nper_minute = {n}\n"));
     }
     out
@@ -66,7 +85,10 @@ mod tests {
                 "http://127.0.0.1:9001/",
                 "http://127.0.0.1:9002",
                 "se\"cret",
-                Some(600_000)
+                &ConfigExtras {
+                    rate_limit_per_minute: Some(600_000),
+                    breaker_open_seconds: None,
+                }
             )
         );
         let v: toml::Value = toml::from_str(&text).unwrap();
@@ -86,7 +108,7 @@ mod tests {
         assert_eq!(v["routing"]["default_service"].as_str(), Some("ai-agent"));
         assert_eq!(v["rate_limit"]["per_minute"].as_integer(), Some(600_000));
         assert_eq!(services[4]["breaker"].as_str(), Some("ai_agent"));
-        let without = webhook_config_toml("http://d", "http://g", "s", None);
+        let without = webhook_config_toml("http://d", "http://g", "s", &ConfigExtras::default());
         let v: toml::Value = toml::from_str(&without).unwrap();
         assert!(v.get("rate_limit").is_none());
         assert!(
@@ -94,5 +116,31 @@ mod tests {
                 .iter()
                 .any(|s| s["name"].as_str() == Some("ai-agent"))
         );
+    }
+
+    #[test]
+    fn short_breakers_are_inline_tables_on_every_service() {
+        let text = webhook_config_toml(
+            "http://d",
+            "http://g",
+            "s",
+            &ConfigExtras {
+                rate_limit_per_minute: None,
+                breaker_open_seconds: Some(3),
+            },
+        );
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        let services = v["services"].as_array().unwrap();
+        assert_eq!(services.len(), SERVICES.len());
+        for s in services {
+            let b = &s["breaker"];
+            assert_eq!(b["open_seconds"].as_integer(), Some(3), "{s:?}");
+            let want = if s["name"].as_str() == Some("ai-agent") {
+                60.0
+            } else {
+                50.0
+            };
+            assert_eq!(b["failure_rate_percent"].as_float(), Some(want));
+        }
     }
 }

@@ -51,6 +51,14 @@ async fn run(load: LoadConfig, fakes: FakesMode, strict: bool) -> Report {
     steadfast_loadgen::run(rc).await.unwrap()
 }
 
+/// A run against the baseline, which delivers nothing: no point waiting for deliveries.
+async fn run_without_drain(load: LoadConfig) -> Report {
+    let mut rc = RunConfig::new(load);
+    rc.drain_timeout = Duration::ZERO;
+    rc.drain_settle = Duration::ZERO;
+    steadfast_loadgen::run(rc).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_accepts_everything_and_nothing_is_delivered() {
     let target = serve(baseline_router()).await;
@@ -229,8 +237,65 @@ async fn retried_503s_end_accepted_and_every_message_is_delivered_once() {
         f.deliveries_by_path.get("/ai-agent/handle"),
         Some(&d.delivered)
     );
+    // Delivery times come from the fakes' clock, in order, and give the backlog's lag.
+    assert!(f.first_delivery_unix_ms > 0);
+    assert!(f.last_new_delivery_unix_ms >= f.first_delivery_unix_ms);
+    assert!(s.send_ended_unix_ms > 0);
+    assert!(r.last_delivery_after_load_secs.is_some());
     assert!(r.drained);
     assert!(r.ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_messages_stops_the_load_after_that_many_messages() {
+    let target = serve(baseline_router()).await;
+    let batches = GeneratorConfig {
+        app_secret: SECRET.into(),
+        mix: "batch=1".parse().unwrap(),
+        batch_size: 5,
+        ..GeneratorConfig::default()
+    };
+    let load = load(&target)
+        .rate(0.0)
+        .duration(Duration::from_secs(30))
+        .duplicate_share(0.0)
+        .generator(batches)
+        .max_messages(Some(12))
+        .build()
+        .unwrap();
+    let r = run_without_drain(load).await;
+    // 5 + 5 + 5: the send that reaches 12 is the last one started.
+    assert_eq!(r.send.payloads, 3);
+    assert_eq!(r.delivery.as_ref().unwrap().messages_sent, 15);
+    assert_eq!(r.config["max_messages"], json!(12));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_per_sec_paces_by_messages_not_sends() {
+    let target = serve(baseline_router()).await;
+    let batches = GeneratorConfig {
+        app_secret: SECRET.into(),
+        mix: "batch=1".parse().unwrap(),
+        batch_size: 5,
+        ..GeneratorConfig::default()
+    };
+    // --rate 1000 would start ~1000 sends in the second; 50 messages/s in batches of 5 is one
+    // send every 100 ms, so at most 10 (the schedule never runs ahead).
+    let load = load(&target)
+        .rate(1000.0)
+        .messages_per_sec(Some(50.0))
+        .duration(Duration::from_secs(1))
+        .duplicate_share(0.0)
+        .generator(batches)
+        .build()
+        .unwrap();
+    let r = run_without_drain(load).await;
+    assert!((1..=10).contains(&r.send.payloads), "{}", r.send.payloads);
+    assert_eq!(
+        r.delivery.as_ref().unwrap().messages_sent,
+        r.send.payloads * 5
+    );
+    assert_eq!(r.config["messages_per_sec"], json!(50.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,6 +430,12 @@ async fn fake_downstream_fails_on_command_and_records_deliveries() {
     assert_eq!(stats["idempotency_key_mismatches"], 1);
     assert_eq!(stats["deliveries_by_path"]["/jobs/handle"], 2);
     assert_eq!(stats["failing"], false);
+    // Only the first delivery of wamid.A was new: both times are that one delivery's.
+    assert!(stats["first_delivery_unix_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        stats["last_new_delivery_unix_ms"],
+        stats["first_delivery_unix_ms"]
+    );
     let d: Value = c
         .get(format!("{base}/_stats/deliveries"))
         .send()
@@ -388,6 +459,7 @@ async fn fake_downstream_fails_on_command_and_records_deliveries() {
         .unwrap();
     assert_eq!(fakes.state().stats().deliveries_total, 0);
     assert_eq!(fakes.state().stats().graph_bad_requests, 0);
+    assert_eq!(fakes.state().stats().last_new_delivery_unix_ms, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
