@@ -1,10 +1,11 @@
 //! Start-up: turns a [`Config`] into running parts (stores, router, worker, sweeper) and shuts
 //! them down in order.
 //!
-//! Demo mode (no `DATABASE_URL`): in-memory queue, conversations and markers, and a built-in
-//! echo downstream for every service without endpoints. Production: the Postgres queue, dead
-//! letters, conversations and processed markers (migrated at start-up), and the Redis
-//! de-duplication fast path when `REDIS_URL` is set.
+//! Demo mode (no `DATABASE_URL`): in-memory queue and conversations, and a built-in echo
+//! downstream for every service without endpoints. Production: the Postgres queue, dead
+//! letters and conversations (migrated at start-up), and the Redis de-duplication fast path
+//! when `REDIS_URL` is set. The queue remembers done messages' keys for the dedup window, so
+//! it is also the record of what was processed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use steadfast_circuit_breaker::Preset;
 use steadfast_dlq::{MemoryQueue, PostgresQueue, QueueConfig, QueueStore, Worker};
-use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, PostgresStore, RedisStore};
+use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
 use steadfast_retry::RetryPolicy;
 use steadfast_service_registry::{Registry, ServiceConfig};
 use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
@@ -72,10 +73,7 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> StartupError {
 struct Stores {
     queue: Arc<dyn QueueStore>,
     snapshots: Arc<dyn SnapshotStore>,
-    processed: Arc<dyn DedupStore>,
     fast_path: Option<Arc<dyn DedupStore>>,
-    /// The Postgres processed markers, reaped periodically.
-    markers: Option<PostgresStore>,
     kind: &'static str,
 }
 
@@ -90,6 +88,9 @@ fn queue_config(config: &Config) -> Result<QueueConfig, StartupError> {
     QueueConfig::builder()
         .queue_policy(config.storage.queue_name.clone(), policy)
         .queue_horizon(config.storage.queue_name.clone(), w.retry_horizon)
+        // A done message's key keeps refusing redeliveries for as long as it is retained
+        // (the dedup window): the ack is the processed marker.
+        .remember_done(config.storage.queue_name.clone(), true)
         .build()
         .map_err(|e| setup("queue config")(e.to_string()))
 }
@@ -157,10 +158,6 @@ pub async fn migrate_pool(pool: &PgPool) -> Result<(), StartupError> {
     PostgresSnapshots::migrate(pool)
         .await
         .map_err(|e| err("conversations")(e.to_string()))?;
-    PostgresStore::new(pool.clone())
-        .migrate()
-        .await
-        .map_err(|e| err("processed markers")(e.to_string()))?;
     Ok(())
 }
 
@@ -177,9 +174,7 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
         return Ok(Stores {
             queue: Arc::new(MemoryQueue::with_config(qc)),
             snapshots: Arc::new(MemorySnapshots::new()),
-            processed: Arc::new(MemoryStore::new()),
             fast_path: Some(Arc::new(MemoryStore::new())),
-            markers: None,
             kind: "memory",
         });
     };
@@ -199,8 +194,6 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
     Ok(Stores {
         queue: Arc::new(PostgresQueue::with_config(pool.clone(), qc)),
         snapshots: Arc::new(PostgresSnapshots::new(pool.clone())),
-        processed: Arc::new(PostgresStore::new(pool.clone())),
-        markers: Some(PostgresStore::new(pool)),
         fast_path,
         kind: "postgres",
     })
@@ -289,7 +282,6 @@ async fn build_services(
         registry,
         breakers,
         conversations: crate::worker::conversation::conversations(stores.snapshots.clone()),
-        processed: Deduplicator::new(stores.processed.clone(), config.storage.dedup_window),
         graph,
         http,
         sender_locks: crate::worker::SenderLocks::default(),
@@ -384,11 +376,10 @@ impl App {
         tasks.push(tokio::spawn(crate::retention::run(
             crate::retention::Retained {
                 queue: stores.queue.clone(),
-                markers: stores.markers.clone(),
+                done_retention: config.storage.dedup_window,
                 conversations: stores.snapshots.clone(),
                 conversation_retention: config.conversation.retention,
             },
-            stores.kind == "memory",
             shutdown_rx.clone(),
         )));
         if config.worker.enabled {

@@ -1,8 +1,8 @@
 //! Retention: what the service deletes, and when.
 //!
-//! - `done` queue rows after 7 days (Meta's retry window; the processed markers cover
-//!   redeliveries after that) and dead letters after 30 days;
-//! - expired processed markers (Postgres);
+//! - `done` queue rows after the dedup window (`storage.dedup_window_seconds`, 7 days: Meta's
+//!   retry window): while a done row is kept, its key refuses redeliveries of its message;
+//!   dead letters after 30 days;
 //! - conversations idle for longer than `conversation.retention_days` (default 30): they hold
 //!   message bodies keyed by full phone numbers, so this is the service's personal-data
 //!   retention. A user who writes again after that starts a new conversation.
@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_dlq::QueueStore;
-use steadfast_idempotency::PostgresStore;
 use steadfast_state_machine::SnapshotStore;
 use tokio::sync::watch;
 
@@ -24,8 +23,8 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 pub struct Retained {
     /// The queue (done and dead rows).
     pub queue: Arc<dyn QueueStore>,
-    /// The processed markers (Postgres only).
-    pub markers: Option<PostgresStore>,
+    /// How long `done` rows are kept (the de-duplication window).
+    pub done_retention: Duration,
     /// Conversations.
     pub conversations: Arc<dyn SnapshotStore>,
     /// How long a conversation may stay idle.
@@ -71,32 +70,15 @@ impl Retained {
     }
 }
 
-/// Retention: prunes `done` queue rows after 7 days (Meta's retry window; the processed
-/// markers cover redeliveries after that) and dead letters after 30 days, reaps expired
-/// processed markers, and removes conversations idle for longer than
-/// `conversation.retention_days`. Safe to run in every instance at once.
-///
-/// The in-memory queue scans every message it holds on each claim, so in demo mode `done`
-/// messages are pruned every second instead (they no longer hold their dedup key anyway; the
-/// processed markers still catch redeliveries), which keeps claims cheap under load.
-pub async fn run(retained: Retained, memory: bool, mut shutdown: watch::Receiver<bool>) {
-    let (every, retention) = if memory {
-        (
-            Duration::from_secs(1),
-            steadfast_dlq::Retention {
-                done: Duration::from_secs(1),
-                ..steadfast_dlq::Retention::default()
-            },
-        )
-    } else {
-        (MAINTENANCE_EVERY, steadfast_dlq::Retention::default())
+/// Retention, every 10 minutes: done and dead queue rows, and idle conversations. Safe to run
+/// in every instance at once.
+pub async fn run(retained: Retained, mut shutdown: watch::Receiver<bool>) {
+    let retention = steadfast_dlq::Retention {
+        done: retained.done_retention,
+        ..steadfast_dlq::Retention::default()
     };
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Conversations are pruned on the production cadence even in the demo: their retention
-    // is days, and a scan per second would be wasted work.
-    let mut conversations = tokio::time::interval(MAINTENANCE_EVERY);
-    conversations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -104,13 +86,6 @@ pub async fn run(retained: Retained, memory: bool, mut shutdown: watch::Receiver
                     Ok(p) => tracing::debug!(done = p.done, dead = p.dead, "queue pruned"),
                     Err(e) => tracing::warn!(error = %e, "queue prune failed"),
                 }
-                if let Some(m) = &retained.markers {
-                    if let Err(e) = m.reap(steadfast_idempotency::Timestamp::now()).await {
-                        tracing::warn!(error = %e, "processed-marker reap failed");
-                    }
-                }
-            }
-            _ = conversations.tick() => {
                 retained.prune_conversations(chrono::Utc::now()).await;
             }
             _ = shutdown.changed() => return,
@@ -137,7 +112,7 @@ mod tests {
         }
         let retained = Retained {
             queue: Arc::new(MemoryQueue::new()),
-            markers: None,
+            done_retention: Duration::from_secs(7 * 24 * 3600),
             conversations: conversations.clone(),
             conversation_retention: Duration::from_secs(30 * 24 * 3600),
         };
@@ -162,7 +137,7 @@ mod tests {
         }
         let retained = Retained {
             queue: Arc::new(MemoryQueue::new()),
-            markers: None,
+            done_retention: Duration::from_secs(7 * 24 * 3600),
             conversations: conversations.clone(),
             conversation_retention: Duration::from_secs(24 * 3600),
         };

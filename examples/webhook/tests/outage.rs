@@ -182,3 +182,28 @@ async fn waiting_past_the_horizon_dead_letters_and_one_replay_delivers() {
     .await;
     e.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_after_processing_is_a_duplicate_and_reaches_nobody() {
+    // The queue remembers a done message's key (no separate processed marker): Meta's retry
+    // of a delivery that was already processed is answered as a duplicate and stored nowhere.
+    let e = env(60, "").await;
+    let body = text_batch("AGAIN", 3, "jobs please");
+    let (s, _, b) = send(&e.router, signed(&body)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["accepted"], 3);
+    eventually("processed", async || e.downstream.total_delivered() == 3).await;
+    eventually("acked", async || e.messages("done").await.len() == 3).await;
+    let (s, _, b) = send(&e.router, signed(&body)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            json(&b)["accepted"].as_u64(),
+            json(&b)["duplicates"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(e.downstream.total_delivered(), 3, "nothing processed twice");
+    e.app.shutdown().await;
+}

@@ -14,8 +14,6 @@ use common::fakes::{self, DownstreamLog, GraphLog};
 use common::*;
 use steadfast_circuit_breaker::{CircuitBreaker, ManualClock as BreakerClock};
 use steadfast_dlq::Outcome;
-use steadfast_idempotency::Deduplicator;
-use steadfast_idempotency::MemoryStore;
 use steadfast_retry::{ManualClock, RetryPolicy};
 use steadfast_service_registry::{Registry, ServiceConfig};
 use steadfast_state_machine::{MemorySnapshots, Snapshot, SnapshotStore};
@@ -148,7 +146,6 @@ async fn env_with(breaker: steadfast_circuit_breaker::Config) -> Env {
         registry,
         breakers: steadfast_circuit_breaker::Registry::new(),
         conversations: conversation::conversations(store.clone()),
-        processed: Deduplicator::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600)),
         graph: GraphClient::new(
             http.clone(),
             graph_url,
@@ -250,15 +247,6 @@ async fn the_happy_path_loads_and_saves_the_conversation_once() {
     assert_eq!(requests[0].2["conversation_state"], "agent_active");
     assert_eq!(requests[2].2["history"].as_array().unwrap().len(), 5);
     assert_eq!(e.graph.texts_to(from).len(), 3);
-
-    // A redelivery of a processed message is skipped before the conversation is read.
-    let outcome = e
-        .services
-        .process(&job("wamid.ONE.0", from, "x"), 1, 3)
-        .await;
-    assert!(matches!(outcome, Outcome::Ack));
-    assert_eq!(e.store.take(), (0, 0));
-    assert_eq!(e.downstream.total_delivered(), 3);
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! The worker side: what happens to a queued message.
 //!
-//! [`pipeline`] holds the steps (skip if processed, load the conversation, route, call the
-//! downstream, send the reply, save the conversation, mark processed) and the one mapping
-//! from a step's error to the queue's [`Outcome`]: [`Outcome::Retry`] (the queue backs off
-//! and, after the last attempt, dead-letters the message with every attempt's error) or
-//! [`Outcome::Dead`] when no retry can help.
+//! [`pipeline`] holds the steps (load the conversation, route, call the downstream, send the
+//! reply, save the conversation) and the one mapping from a step's error to the queue's
+//! [`Outcome`]: [`Outcome::Retry`] for a failed attempt (the queue backs off and, after the
+//! last attempt, dead-letters the message with every attempt's error),
+//! [`Outcome::Snooze`] when a breaker refused the call or its half-open probe failed (no
+//! attempt spent; `worker.retry_horizon_seconds` bounds the wait), or [`Outcome::Dead`] when
+//! no retry can help.
 //!
 //! Every store call here is bounded by `storage.store_timeout`: a database that stops
 //! answering fails the attempt (kind `store_timeout`, retried) instead of hanging the slot.
@@ -23,7 +25,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use steadfast_circuit_breaker::State as BreakerState;
 use steadfast_dlq::{Failure, Message, Outcome, QueueStats, WorkerHooks};
-use steadfast_idempotency::Deduplicator;
 use steadfast_retry::Clock;
 use steadfast_service_registry::Registry;
 use tracing::Instrument;
@@ -34,9 +35,6 @@ use crate::payload::InboundMessage;
 use crate::routing::Router;
 use conversation::Conversations;
 use graph::GraphClient;
-
-/// How long the processed-marker lookup may take before it is skipped.
-const MARKER_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Everything the worker (and the admin API) uses.
 pub struct Services {
@@ -50,8 +48,6 @@ pub struct Services {
     pub breakers: steadfast_circuit_breaker::Registry,
     /// Conversations by sender.
     pub conversations: Conversations,
-    /// Messages already processed (durable in production).
-    pub processed: Deduplicator,
     /// Replies.
     pub graph: GraphClient,
     /// HTTP client for downstream calls.

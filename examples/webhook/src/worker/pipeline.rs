@@ -1,15 +1,19 @@
 //! One queued message, as a straight sequence of steps.
 //!
-//! 1. **Skip** it if it was already processed (a durable marker, so a Meta retry that arrives
-//!    after the first copy finished is not processed twice even with Redis down).
-//! 2. **Load** the sender's conversation, once.
-//! 3. **Route** it (pure): the service, and the conversation as the downstream sees it (the
+//! 1. **Load** the sender's conversation, once.
+//! 2. **Route** it (pure): the service, and the conversation as the downstream sees it (the
 //!    user's message applied to a copy).
-//! 4. **Call** the downstream through the service registry and its breakers.
-//! 5. **Send** its reply through the Graph API.
-//! 6. **Save** the conversation, once: the user's message and the reply together
+//! 3. **Call** the downstream through the service registry and its breakers.
+//! 4. **Send** its reply through the Graph API.
+//! 5. **Save** the conversation, once: the user's message and the reply together
 //!    ([`conversation::save`]; its conflict loop is `Machines::update_from`, the only one).
-//! 7. **Mark** the message processed.
+//!
+//! Then the queue acks it (batched with the acks of messages that finish with it). There is
+//! no separate "processed" marker: the queue remembers the dedup keys of done messages for the
+//! de-duplication window (`remember_done`), so a Meta retry that arrives after the message was
+//! processed is refused at ingestion as a duplicate, and the ack IS the processed marker:
+//! marking and acking cannot disagree. On the happy path a message costs three store round
+//! trips (conversation load, conversation save, its share of one ack write) and two commits.
 //!
 //! Each step fails with a [`StepError`]; [`outcome`] turns it into the queue's [`Outcome`],
 //! in that one place. Since nothing is saved before step 6, a failed attempt leaves the
@@ -22,7 +26,7 @@
 //! A failure after the reply went out (the save, the marker) is logged, not retried: a retry
 //! would send the reply twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use steadfast_dlq::{Failure, Outcome};
@@ -30,7 +34,7 @@ use steadfast_dlq::{Failure, Outcome};
 use super::conversation::{self, Ending, Turn};
 use super::downstream::{self, DownstreamError, DownstreamReply, DownstreamRequest};
 use super::graph::{self, SendError};
-use super::{MARKER_TIMEOUT, Services, fallback_reply};
+use super::{Services, fallback_reply};
 use crate::payload::InboundMessage;
 
 /// How a call through a circuit breaker failed, for the downstream and the Graph API alike:
@@ -337,10 +341,6 @@ impl Services {
     }
 
     async fn run(&self, job: &InboundMessage, progress: &mut Progress) -> Result<(), StepError> {
-        let start = Instant::now();
-        if self.already_processed(job).await {
-            return Ok(());
-        }
         let store_timeout = self.config.storage.store_timeout;
         let now = self.now();
         let loaded = conversation::load(&self.conversations, &job.from, now, store_timeout).await?;
@@ -398,27 +398,7 @@ impl Services {
                 "reply sent but the conversation not saved; a retry would send it twice"
             ),
         }
-        self.mark_processed(job, start.elapsed()).await;
         Ok(())
-    }
-
-    /// Whether the processed marker says `job` is done. A lookup that fails or is slow says
-    /// "no": the message is processed (the downstream gets an Idempotency-Key for this case).
-    async fn already_processed(&self, job: &InboundMessage) -> bool {
-        let marker_timeout = MARKER_TIMEOUT.min(self.config.storage.store_timeout);
-        match tokio::time::timeout(marker_timeout, self.processed.seen(&job.message_id)).await {
-            Ok(Ok(true)) => {
-                tracing::info!("already processed; duplicate skipped");
-                metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "duplicate")
-                    .increment(1);
-                true
-            }
-            Ok(Ok(false)) => false,
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!("processed-marker lookup failed; processing anyway");
-                false
-            }
-        }
     }
 
     async fn call_downstream(
@@ -445,26 +425,6 @@ impl Services {
         )
         .await
         .map_err(|e| StepError::Downstream(CallFailure::downstream(&turn.service, e)))
-    }
-
-    /// After the reply went out: a marker that fails or times out is logged, not retried.
-    async fn mark_processed(&self, job: &InboundMessage, took: Duration) {
-        let store_timeout = self.config.storage.store_timeout;
-        match tokio::time::timeout(
-            store_timeout,
-            self.processed.mark_processed(&job.message_id, took),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "processed marker not written; a redelivery would be processed again")
-            }
-            Err(_) => tracing::warn!(
-                timeout_ms = store_timeout.as_millis() as u64,
-                "processed marker timed out; a redelivery would be processed again"
-            ),
-        }
     }
 
     /// The message is about to become a dead letter: the conversation records the user's
