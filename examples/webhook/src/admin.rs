@@ -2,7 +2,8 @@
 //! (routes absent) when no token is configured.
 //!
 //! - `GET /admin/dlq?state=dead&error_kind=&since=&until=&limit=&after=`: list (paged by id)
-//! - `GET /admin/dlq/{id}`, `DELETE /admin/dlq/{id}`, `POST /admin/dlq/{id}/replay`
+//! - `GET /admin/dlq/{id}`, `DELETE /admin/dlq/{id}`, `POST /admin/dlq/{id}/replay` (dead or
+//!   retrying), `POST /admin/dlq/{id}/run-now` (retrying: due now, attempts kept)
 //! - `POST /admin/dlq/replay` (bulk, same filters), `POST /admin/dlq/purge` (same filters)
 //! - `GET /admin/breakers`, `POST /admin/breakers/{name}/{open|close|reset}`
 //! - `GET /admin/registry`, `GET /admin/conversations/{wa_id}`
@@ -66,6 +67,7 @@ pub fn router(state: &AppState) -> Option<Router<AppState>> {
             .route("/dlq/purge", post(purge))
             .route("/dlq/{id}", get(inspect).delete(delete))
             .route("/dlq/{id}/replay", post(replay))
+            .route("/dlq/{id}/run-now", post(run_now))
             .route("/breakers", get(breakers))
             .route("/breakers/{name}/{action}", post(breaker_action))
             .route("/registry", get(registry))
@@ -168,6 +170,8 @@ async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Respons
     }
 }
 
+/// `POST /admin/dlq/{id}/replay`: a dead (or retrying) message back to pending, due now,
+/// attempts reset.
 async fn replay(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -175,8 +179,30 @@ async fn replay(State(app): State<AppState>, Path(id): Path<String>) -> Response
     };
     match app.ingestor.queue().replay(id).await {
         Ok(()) => {
-            tracing::info!(message = %id, "admin: dead letter replayed");
+            tracing::info!(message = %id, "admin: message replayed");
             Json(json!({"replayed": 1})).into_response()
+        }
+        Err(e @ steadfast_dlq::Error::NotFound(_)) => Problem::new(StatusCode::NOT_FOUND)
+            .detail(e.to_string())
+            .into_response(),
+        Err(e @ steadfast_dlq::Error::WrongState { .. }) => Problem::new(StatusCode::CONFLICT)
+            .detail(e.to_string())
+            .into_response(),
+        Err(e) => store_down(&e),
+    }
+}
+
+/// `POST /admin/dlq/{id}/run-now`: a retrying (or snoozed) message due now, its attempts
+/// kept: "try it again now" without waiting out its backoff.
+async fn run_now(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return bad_request(r),
+    };
+    match app.ingestor.queue().run_now(id).await {
+        Ok(()) => {
+            tracing::info!(message = %id, "admin: message due now");
+            Json(json!({"due_now": 1})).into_response()
         }
         Err(e @ steadfast_dlq::Error::NotFound(_)) => Problem::new(StatusCode::NOT_FOUND)
             .detail(e.to_string())

@@ -27,7 +27,11 @@ struct Env {
     _graph: Arc<GraphLog>,
 }
 
-/// One service, `jobs`, whose breaker opens after 2 failed calls of 4 for `open_ms`.
+/// Short backoffs: retries come quickly.
+const FAST: &str = "backoff_initial_ms = 50\nbackoff_max_ms = 1000";
+
+/// One service, `jobs`, whose breaker opens after 2 failed calls of 4 for `open_seconds`;
+/// `worker` holds the `[worker]` backoff keys (and any other).
 async fn env(open_seconds: u64, worker: &str) -> Env {
     let (down_url, downstream) = fakes::start_downstream().await;
     let (graph_url, graph) = fakes::start_graph().await;
@@ -42,8 +46,6 @@ graph_api_url = "{graph_url}"
 token = "{ADMIN_TOKEN}"
 [worker]
 poll_interval_ms = 20
-backoff_initial_ms = 50
-backoff_max_ms = 1000
 max_attempts = 3
 {worker}
 [[services]]
@@ -115,7 +117,7 @@ fn snoozes(m: &Value) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_ridden_out_without_dead_letters_or_an_operator() {
-    let e = env(1, "").await;
+    let e = env(1, FAST).await;
     e.downstream.fail_with.store(503, Ordering::SeqCst);
     e.deliver(8, "OUT").await;
     // The breaker opens after the first failed calls; from then on the messages wait behind
@@ -155,7 +157,7 @@ async fn an_outage_is_ridden_out_without_dead_letters_or_an_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_past_the_horizon_dead_letters_and_one_replay_delivers() {
-    let e = env(1, "retry_horizon_seconds = 1").await;
+    let e = env(1, &format!("{FAST}\nretry_horizon_seconds = 1")).await;
     e.downstream.fail_with.store(503, Ordering::SeqCst);
     e.deliver(4, "HOR").await;
     eventually("all four dead after the horizon", async || {
@@ -187,7 +189,7 @@ async fn waiting_past_the_horizon_dead_letters_and_one_replay_delivers() {
 async fn a_redelivery_after_processing_is_a_duplicate_and_reaches_nobody() {
     // The queue remembers a done message's key (no separate processed marker): Meta's retry
     // of a delivery that was already processed is answered as a duplicate and stored nowhere.
-    let e = env(60, "").await;
+    let e = env(60, FAST).await;
     let body = text_batch("AGAIN", 3, "jobs please");
     let (s, _, b) = send(&e.router, signed(&body)).await;
     assert_eq!(s, StatusCode::OK);
@@ -205,5 +207,50 @@ async fn a_redelivery_after_processing_is_a_duplicate_and_reaches_nobody() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(e.downstream.total_delivered(), 3, "nothing processed twice");
+    e.app.shutdown().await;
+}
+
+/// One message that failed its first attempt (through a closed breaker: one failure does not
+/// open it) and would now wait out a one-minute backoff; the downstream is fixed.
+async fn one_retrying(prefix: &str) -> (Env, String) {
+    let e = env(60, "backoff_initial_ms = 60000\nbackoff_max_ms = 60000").await;
+    e.downstream.fail_with.store(503, Ordering::SeqCst);
+    e.deliver(1, prefix).await;
+    eventually("retrying", async || e.messages("retrying").await.len() == 1).await;
+    e.downstream.fail_with.store(0, Ordering::SeqCst);
+    let id = e.messages("retrying").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (e, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_can_run_a_retrying_message_now() {
+    let (e, id) = one_retrying("NOW").await;
+    let r = e.admin("POST", &format!("/admin/dlq/{id}/run-now")).await;
+    assert_eq!(r["due_now"], 1);
+    eventually("delivered long before its backoff", async || {
+        e.downstream.total_delivered() == 1
+    })
+    .await;
+    eventually("acked", async || e.messages("done").await.len() == 1).await;
+    let done = e.messages("done").await;
+    assert_eq!(done[0]["attempts"], 2, "run-now keeps the attempt count");
+    e.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_can_replay_a_retrying_message() {
+    let (e, id) = one_retrying("REPLAY").await;
+    let r = e.admin("POST", &format!("/admin/dlq/{id}/replay")).await;
+    assert_eq!(r["replayed"], 1);
+    eventually("delivered long before its backoff", async || {
+        e.downstream.total_delivered() == 1
+    })
+    .await;
+    eventually("acked", async || e.messages("done").await.len() == 1).await;
+    let done = e.messages("done").await;
+    assert_eq!(done[0]["attempts"], 1, "replay resets the attempts");
     e.app.shutdown().await;
 }
