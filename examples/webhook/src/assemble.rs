@@ -199,10 +199,28 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
     })
 }
 
+/// The calls a preset breaker judges: the last 10 calls of its endpoint, once it has seen 5.
+///
+/// A count window, not the crates' default 30 s time window, because the worker's rule is
+/// that a failure through a closed breaker spends one of the message's attempts: a breaker
+/// that waits for half of 30 s of traffic to fail lets every message of an outage's first
+/// seconds spend all its attempts (1 s + 2 s of backoff) before it opens. Over the last 10
+/// calls it opens after the first handful of failures, and from then on messages wait
+/// (snoozed) instead of dying.
+const PRESET_WINDOW: u32 = 10;
+const PRESET_MINIMUM_CALLS: u32 = 5;
+
 fn breaker_config(spec: &BreakerSpec) -> Result<steadfast_circuit_breaker::Config, String> {
+    let preset = |c: steadfast_circuit_breaker::Config| {
+        c.to_builder()
+            .count_window(PRESET_WINDOW)
+            .minimum_calls(PRESET_MINIMUM_CALLS)
+            .build()
+            .map_err(|e| e.to_string())
+    };
     Ok(match spec {
-        BreakerSpec::Standard => steadfast_circuit_breaker::Config::standard(),
-        BreakerSpec::AiAgent => steadfast_circuit_breaker::Config::ai_agent(),
+        BreakerSpec::Standard => preset(steadfast_circuit_breaker::Config::standard())?,
+        BreakerSpec::AiAgent => preset(steadfast_circuit_breaker::Config::ai_agent())?,
         BreakerSpec::Custom(c) => steadfast_circuit_breaker::Config::builder()
             .failure_rate_threshold(c.failure_rate_percent)
             .count_window(c.window_size)
