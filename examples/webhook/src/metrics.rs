@@ -29,7 +29,7 @@ pub const QUEUE_DEPTH: &str = "webhook_queue_depth";
 pub const DEAD_LETTERS: &str = "webhook_dead_letters";
 /// Age of the oldest due message, in seconds.
 pub const QUEUE_OLDEST_AGE: &str = "webhook_queue_oldest_age_seconds";
-/// Worker outcomes, labelled `outcome` (`done`, `retry`, `dead`, `released`).
+/// Worker outcomes, labelled `outcome` (`done`, `retry`, `snooze`, `dead`, `lease_lost`).
 pub const WORKER_OUTCOMES: &str = "webhook_worker_outcomes_total";
 /// Worker handling time in seconds.
 pub const WORKER_DURATION: &str = "webhook_worker_duration_seconds";

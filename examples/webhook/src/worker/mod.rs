@@ -333,6 +333,19 @@ impl WorkerHooks for MetricsHooks {
         metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "dead").increment(1);
         metrics::histogram!(crate::metrics::WORKER_DURATION).record(latency);
     }
+    fn snoozed(&self, _queue: &str, latency: Duration, _snooze: &steadfast_dlq::Snooze) {
+        metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "snooze").increment(1);
+        metrics::histogram!(crate::metrics::WORKER_DURATION).record(latency);
+    }
+    fn snooze_dead_lettered(
+        &self,
+        _queue: &str,
+        latency: Duration,
+        _snooze: &steadfast_dlq::Snooze,
+    ) {
+        metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "dead").increment(1);
+        metrics::histogram!(crate::metrics::WORKER_DURATION).record(latency);
+    }
     fn lease_lost(&self, _queue: &str, _id: steadfast_dlq::MessageId) {
         metrics::counter!(crate::metrics::WORKER_OUTCOMES, "outcome" => "lease_lost").increment(1);
     }
