@@ -53,6 +53,8 @@ pub const CONVERSATIONS_PRUNED: &str = "webhook_conversations_pruned_total";
 /// Queue store calls of the worker that failed or outlasted `storage.store_timeout` (claim,
 /// heartbeat, ack, fail, release, stats); the worker keeps going and leases recover.
 pub const WORKER_STORE_ERRORS: &str = "webhook_worker_store_errors_total";
+/// Connections the server closed on its own, labelled `reason` (`header_timeout`, `idle`).
+pub const CONNECTIONS_CLOSED: &str = "webhook_http_connections_closed_total";
 /// Admin API requests refused for their token, labelled `reason` (`missing`, `mismatch`).
 pub const ADMIN_AUTH_FAILURES: &str = "webhook_admin_auth_failures_total";
 
@@ -145,6 +147,10 @@ fn describe() {
     describe_counter!(
         WORKER_STORE_ERRORS,
         "Worker queue store calls that failed or timed out"
+    );
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections closed by the server: request head too slow, or idle too long"
     );
     describe_counter!(
         ADMIN_AUTH_FAILURES,

@@ -242,7 +242,7 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
             }
             why = &mut expiry, if closing_until.is_none() => {
-                metrics::counter!("webhook_http_connections_closed_total", "reason" => why.label())
+                metrics::counter!(crate::metrics::CONNECTIONS_CLOSED, "reason" => why.label())
                     .increment(1);
                 match why {
                     // An unfinished head has nothing to flush: drop the socket now.
