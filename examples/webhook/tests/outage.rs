@@ -254,3 +254,55 @@ async fn an_operator_can_replay_a_retrying_message() {
     assert_eq!(done[0]["attempts"], 1, "replay resets the attempts");
     e.app.shutdown().await;
 }
+
+/// `n` messages from one sender, in one delivery.
+fn burst(prefix: &str, from: &str, n: usize) -> Vec<u8> {
+    let mut v = json(&text_batch(prefix, n, "jobs please"));
+    for m in v["entry"][0]["changes"][0]["value"]["messages"]
+        .as_array_mut()
+        .unwrap()
+    {
+        m["from"] = from.into();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_sender_takes_one_slot_and_others_go_past_it() {
+    // Concurrency 4 and a slow downstream (300 ms a call): one sender's 16 messages run one at
+    // a time, in one slot, and another sender's message reaches the downstream within about
+    // one call, not after the burst.
+    let e = env(60, &format!("{FAST}\nconcurrency = 4")).await;
+    e.downstream.delay_ms.store(300, Ordering::SeqCst);
+    let (s, _, _) = send(&e.router, signed(&burst("BUSY", "250788000900", 16))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = send(&e.router, signed(&burst("OTHER", "250788000901", 1))).await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the other sender's message delivered", async || {
+        e.downstream.delivered("wamid.OTHER.0") == 1
+    })
+    .await;
+    let busy_done = (0..16)
+        .filter(|i| e.downstream.delivered(&format!("wamid.BUSY.{i}")) == 1)
+        .count();
+    assert!(
+        busy_done <= 2,
+        "the other sender waited for {busy_done} of the busy sender's calls"
+    );
+    // The busy sender's messages reached the downstream in order, one at a time.
+    eventually("the burst delivered", async || {
+        e.downstream.total_delivered() == 17
+    })
+    .await;
+    let order: Vec<String> = e
+        .downstream
+        .requests
+        .lock()
+        .iter()
+        .filter_map(|(_, _, b)| b["message_id"].as_str().map(str::to_owned))
+        .filter(|id| id.starts_with("wamid.BUSY."))
+        .collect();
+    let expected: Vec<String> = (0..16).map(|i| format!("wamid.BUSY.{i}")).collect();
+    assert_eq!(order, expected);
+    e.app.shutdown().await;
+}

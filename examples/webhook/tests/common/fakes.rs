@@ -22,6 +22,8 @@ pub struct DownstreamLog {
     pub requests: Mutex<Vec<(String, Option<String>, Value)>>,
     /// 0: answer 200 with a reply; otherwise answer this status.
     pub fail_with: AtomicU16,
+    /// How long each call takes before it answers, in ms (a slow downstream).
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl DownstreamLog {
@@ -53,6 +55,10 @@ async fn downstream(
     log.requests
         .lock()
         .push((service.clone(), key, body.clone()));
+    let delay = log.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let fail = log.fail_with.load(Ordering::SeqCst);
     if fail != 0 {
         return (
