@@ -43,7 +43,7 @@ mod error;
 mod policy;
 mod retry;
 
-pub use backoff::{Backoff, Jitter};
+pub use backoff::{Backoff, Jitter, MAX_DURATION};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::ConfigError;

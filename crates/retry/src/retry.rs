@@ -195,7 +195,7 @@ impl<'a, E> Retry<'a, E> {
                 return Err(give_up(error, attempt, StopReason::AttemptsExhausted));
             }
             if let Some(limit) = self.policy.max_elapsed() {
-                if start.elapsed() + delay > limit {
+                if start.elapsed().saturating_add(delay) > limit {
                     return Err(give_up(error, attempt, StopReason::ElapsedExceeded));
                 }
             }
