@@ -48,4 +48,4 @@ pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::ConfigError;
 pub use policy::{RetryPolicy, RetryPolicyBuilder, Schedule};
-pub use retry::{Action, Retry, RetryError, RetryEvent, StopReason, retry};
+pub use retry::{Action, AttemptTimeout, Retry, RetryError, RetryEvent, StopReason, retry};
