@@ -296,6 +296,16 @@ impl ConfigBuilder {
                 return Err(ConfigError::ZeroDuration("open_duration"));
             }
             OpenDuration::Backoff { backoff, max } => {
+                backoff.validate().map_err(ConfigError::OpenBackoff)?;
+                if max > steadfast_retry::MAX_DURATION {
+                    return Err(ConfigError::OpenBackoff(
+                        steadfast_retry::ConfigError::DurationTooLong {
+                            name: "max_open_duration",
+                            value: max,
+                            max: steadfast_retry::MAX_DURATION,
+                        },
+                    ));
+                }
                 if backoff.initial().is_zero() {
                     return Err(ConfigError::ZeroDuration("open_backoff initial"));
                 }
@@ -396,6 +406,47 @@ mod tests {
         assert!(matches!(
             b().call_timeout(Some(Duration::ZERO)).build(),
             Err(ConfigError::ZeroDuration(_))
+        ));
+    }
+
+    #[test]
+    fn open_backoff_is_validated_by_the_retry_crate() {
+        let b = || Config::builder();
+        // The reported case: accepted before, then a panic in `permit.failure()` on opening 2.
+        assert_eq!(
+            b().open_backoff(
+                Backoff::exponential(Duration::from_secs(10), -2.0),
+                Duration::from_secs(60)
+            )
+            .build(),
+            Err(ConfigError::OpenBackoff(
+                steadfast_retry::ConfigError::InvalidMultiplier(-2.0)
+            ))
+        );
+        for multiplier in [f64::NAN, f64::INFINITY, 0.5] {
+            assert!(matches!(
+                b().open_backoff(
+                    Backoff::exponential(Duration::from_secs(1), multiplier),
+                    Duration::from_secs(60)
+                )
+                .build(),
+                Err(ConfigError::OpenBackoff(_))
+            ));
+        }
+        assert!(matches!(
+            b().open_backoff(Backoff::constant(Duration::from_secs(1)), Duration::MAX)
+                .build(),
+            Err(ConfigError::OpenBackoff(
+                steadfast_retry::ConfigError::DurationTooLong { .. }
+            ))
+        ));
+        assert!(matches!(
+            b().open_backoff(
+                Backoff::linear(Duration::from_secs(1), Duration::MAX),
+                Duration::from_secs(60)
+            )
+            .build(),
+            Err(ConfigError::OpenBackoff(_))
         ));
     }
 

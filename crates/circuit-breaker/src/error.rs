@@ -55,6 +55,11 @@ pub enum ConfigError {
         /// The refused cap.
         max: Duration,
     },
+    /// The open backoff cannot be used (a multiplier that is not finite or below 1.0, a
+    /// duration above [`steadfast_retry::MAX_DURATION`]); refused here so that a later opening
+    /// cannot fail inside `permit.failure()`.
+    #[error("open_backoff: {0}")]
+    OpenBackoff(steadfast_retry::ConfigError),
 }
 
 /// A call the breaker did not let through. Retry after `retry_after` when it is known.

@@ -2,13 +2,31 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::ConfigError;
+
+/// The longest duration any policy or backoff setting may hold: 365 days.
+///
+/// Far beyond any sensible retry wait, and far enough below the limits of `Duration`,
+/// `Instant` and `SystemTime` arithmetic that `now + delay` can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How the base delay grows from one retry to the next, before jitter and the cap.
 ///
 /// `attempt` is 1-based and names the attempt that just failed: `attempt = 1` gives the delay
 /// before the second attempt.
+///
+/// The constructors ([`Backoff::exponential`] and friends) are infallible `const fn`s so that
+/// presets can be constants; a backoff is checked where it is used: by
+/// [`RetryPolicyBuilder::build`](crate::RetryPolicyBuilder::build), by serde (feature `serde`,
+/// which goes through [`Backoff::validate`]), by [`Backoff::validated`], and by the circuit
+/// breaker's `open_backoff` option. [`base_delay`](Backoff::base_delay) never panics even on an
+/// unchecked backoff: it saturates at the cap and treats a negative or NaN delay as zero.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "snake_case", try_from = "raw::RawBackoff")
+)]
 #[non_exhaustive]
 pub enum Backoff {
     /// The same delay before every retry.
@@ -51,6 +69,36 @@ impl Backoff {
         Backoff::Linear { initial, step }
     }
 
+    /// Checks that every value of this backoff can be used: the durations are at most
+    /// [`MAX_DURATION`] and an exponential multiplier is finite and at least 1.0.
+    ///
+    /// Zero delays are accepted (an immediate retry is legitimate, as in Polly); callers that
+    /// need a positive first delay (the circuit breaker's open backoff) check that themselves.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match *self {
+            Backoff::Constant { delay } => within_limit("backoff delay", delay),
+            Backoff::Linear { initial, step } => {
+                within_limit("backoff initial", initial)?;
+                within_limit("backoff step", step)
+            }
+            Backoff::Exponential {
+                initial,
+                multiplier,
+            } => {
+                within_limit("backoff initial", initial)?;
+                if !multiplier.is_finite() || multiplier < 1.0 {
+                    return Err(ConfigError::InvalidMultiplier(multiplier));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// This backoff if [`validate`](Self::validate) accepts it.
+    pub fn validated(self) -> Result<Self, ConfigError> {
+        self.validate().map(|()| self)
+    }
+
     /// The first delay of the schedule.
     pub fn initial(&self) -> Duration {
         match *self {
@@ -73,10 +121,15 @@ impl Backoff {
             } => {
                 let factor = multiplier.powi(n.min(i32::MAX as u32) as i32);
                 let secs = initial.as_secs_f64() * factor;
-                if !secs.is_finite() || secs >= max.as_secs_f64() {
+                // Only an unvalidated multiplier (negative, NaN) gets here with a negative or
+                // NaN product; zero is the one safe reading, `from_secs_f64` would panic.
+                if secs.is_nan() || secs <= 0.0 {
+                    return Duration::ZERO;
+                }
+                if secs >= max.as_secs_f64() {
                     return max;
                 }
-                Duration::from_secs_f64(secs)
+                Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max))
             }
         };
         raw.min(max)
@@ -143,4 +196,50 @@ fn uniform<R: Rng + ?Sized>(rng: &mut R, low: Duration, high: Duration) -> Durat
     }
     let span = (high - low).as_nanos().min(u64::MAX as u128) as u64;
     low + Duration::from_nanos(rng.random_range(0..=span))
+}
+
+/// Refuses a duration above [`MAX_DURATION`], naming the setting.
+pub(crate) fn within_limit(name: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value > MAX_DURATION {
+        return Err(ConfigError::DurationTooLong {
+            name,
+            value,
+            max: MAX_DURATION,
+        });
+    }
+    Ok(())
+}
+
+/// The unchecked serde form of [`Backoff`]: deserialised first, then validated, so a config
+/// file cannot skip the checks the builder makes.
+#[cfg(feature = "serde")]
+mod raw {
+    use std::time::Duration;
+
+    use super::Backoff;
+    use crate::ConfigError;
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub(crate) enum RawBackoff {
+        Constant { delay: Duration },
+        Linear { initial: Duration, step: Duration },
+        Exponential { initial: Duration, multiplier: f64 },
+    }
+
+    impl TryFrom<RawBackoff> for Backoff {
+        type Error = ConfigError;
+
+        fn try_from(raw: RawBackoff) -> Result<Self, ConfigError> {
+            match raw {
+                RawBackoff::Constant { delay } => Backoff::constant(delay),
+                RawBackoff::Linear { initial, step } => Backoff::linear(initial, step),
+                RawBackoff::Exponential {
+                    initial,
+                    multiplier,
+                } => Backoff::exponential(initial, multiplier),
+            }
+            .validated()
+        }
+    }
 }

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 /// A retry policy or budget was configured with values that cannot work.
 ///
-/// Returned by the builders' `build()`; the message names the setting to fix.
+/// Returned by the builders' `build()`, by [`crate::Backoff::validate`] and by serde when a
+/// policy or backoff is deserialised; the message names the setting to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -20,6 +21,21 @@ pub enum ConfigError {
         /// The configured maximum delay.
         max_delay: Duration,
     },
+    /// A duration is longer than [`crate::MAX_DURATION`] (365 days): no retry wait is meant
+    /// to be that long, and `now + delay` must not overflow.
+    #[error("{name} must be at most {max:?}, got {value:?}")]
+    DurationTooLong {
+        /// The setting.
+        name: &'static str,
+        /// The refused value.
+        value: Duration,
+        /// The longest accepted value.
+        max: Duration,
+    },
+    /// A duration that must be positive was zero (`max_elapsed`: zero would forbid every
+    /// retry; use `max_attempts(1)` for that).
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
     /// A retry budget's ratio must be within 0..=1000 percent.
     #[error("retry ratio must be within 0..=1000 percent, got {0}")]
     InvalidRatio(u32),

@@ -43,9 +43,9 @@ mod error;
 mod policy;
 mod retry;
 
-pub use backoff::{Backoff, Jitter};
+pub use backoff::{Backoff, Jitter, MAX_DURATION};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::ConfigError;
 pub use policy::{RetryPolicy, RetryPolicyBuilder, Schedule};
-pub use retry::{Action, Retry, RetryError, RetryEvent, StopReason, retry};
+pub use retry::{Action, AttemptTimeout, Retry, RetryError, RetryEvent, StopReason, retry};

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::backoff::within_limit;
 use crate::{Backoff, ConfigError, Jitter};
 
 /// When to retry and how long to wait: a backoff, a jitter, a cap on each delay, and the stop
@@ -28,8 +29,14 @@ use crate::{Backoff, ConfigError, Jitter};
 /// assert_eq!(policy.schedule().count(), 4); // 5 attempts => 4 waits
 /// # Ok::<(), steadfast_retry::ConfigError>(())
 /// ```
+///
+/// Every policy is valid: the builder checks, and with feature `serde` deserialisation goes
+/// through the same checks (an unchecked form, then [`RetryPolicyBuilder::build`]), so
+/// `max_attempts = 0` or a negative multiplier in a config file is a [`ConfigError`], not a
+/// policy that misbehaves or panics later.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "raw::RawPolicy"))]
 pub struct RetryPolicy {
     backoff: Backoff,
     jitter: Jitter,
@@ -168,7 +175,8 @@ impl<R: Rng> Iterator for Schedule<'_, R> {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        self.attempt += 1;
+        // Saturating: with `max_attempts = u32::MAX` an exhausted schedule is polled again.
+        self.attempt = self.attempt.saturating_add(1);
         if !self.policy.allows_another(self.attempt) {
             self.attempt = self.policy.max_attempts;
             return None;
@@ -235,15 +243,23 @@ impl RetryPolicyBuilder {
     }
 
     /// Validates and returns the policy.
+    ///
+    /// Refused: `max_attempts = 0`; a backoff [`Backoff::validate`] refuses (multiplier not
+    /// finite or below 1.0, a duration above [`MAX_DURATION`](crate::MAX_DURATION));
+    /// `max_delay` below the first delay or above `MAX_DURATION`; `max_elapsed` zero or above
+    /// `MAX_DURATION`.
     pub fn build(self) -> Result<RetryPolicy, ConfigError> {
         let p = self.policy;
         if p.max_attempts == 0 {
             return Err(ConfigError::ZeroAttempts(0));
         }
-        if let Backoff::Exponential { multiplier, .. } = p.backoff {
-            if !multiplier.is_finite() || multiplier < 1.0 {
-                return Err(ConfigError::InvalidMultiplier(multiplier));
+        p.backoff.validate()?;
+        within_limit("max_delay", p.max_delay)?;
+        if let Some(limit) = p.max_elapsed {
+            if limit.is_zero() {
+                return Err(ConfigError::ZeroDuration("max_elapsed"));
             }
+            within_limit("max_elapsed", limit)?;
         }
         if p.max_delay < p.backoff.initial() {
             return Err(ConfigError::MaxDelayBelowInitial {
@@ -252,5 +268,45 @@ impl RetryPolicyBuilder {
             });
         }
         Ok(p)
+    }
+}
+
+impl TryFrom<RetryPolicyBuilder> for RetryPolicy {
+    type Error = ConfigError;
+
+    fn try_from(builder: RetryPolicyBuilder) -> Result<Self, ConfigError> {
+        builder.build()
+    }
+}
+
+/// The unchecked serde form of [`RetryPolicy`], same fields; deserialised, then built.
+#[cfg(feature = "serde")]
+mod raw {
+    use std::time::Duration;
+
+    use super::RetryPolicy;
+    use crate::{Backoff, ConfigError, Jitter};
+
+    #[derive(serde::Deserialize)]
+    pub(crate) struct RawPolicy {
+        backoff: Backoff,
+        jitter: Jitter,
+        max_delay: Duration,
+        max_attempts: u32,
+        max_elapsed: Option<Duration>,
+    }
+
+    impl TryFrom<RawPolicy> for RetryPolicy {
+        type Error = ConfigError;
+
+        fn try_from(raw: RawPolicy) -> Result<Self, ConfigError> {
+            let mut builder = RetryPolicy::builder()
+                .backoff(raw.backoff)
+                .jitter(raw.jitter)
+                .max_delay(raw.max_delay)
+                .max_attempts(raw.max_attempts);
+            builder.policy.max_elapsed = raw.max_elapsed;
+            builder.build()
+        }
     }
 }

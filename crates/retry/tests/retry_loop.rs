@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use steadfast_retry::{Action, Retry, RetryBudget, RetryPolicy, StopReason, retry};
+use steadfast_retry::{Action, AttemptTimeout, Retry, RetryBudget, RetryPolicy, StopReason, retry};
 use tokio::time::Instant;
 
 fn policy(attempts: u32) -> RetryPolicy {
@@ -238,4 +238,141 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn result_predicate_retries_try_again_values() {
+    let start = Instant::now();
+    let calls = AtomicU32::new(0);
+    let seen = Mutex::new(Vec::new());
+    let value = Retry::<&str>::new(&policy(5))
+        .on_result_retry(|attempt, delay| seen.lock().unwrap().push((attempt, delay)))
+        .run_until(
+            |status: &&str| *status == "pending",
+            || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { Ok(if n < 3 { "pending" } else { "done" }) }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(value, "done");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (1, Duration::from_millis(100)),
+            (2, Duration::from_millis(200))
+        ]
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn result_predicate_hands_back_the_last_value_when_attempts_run_out() {
+    let calls = AtomicU32::new(0);
+    let value = Retry::<&str>::new(&policy(3))
+        .run_until(
+            |n: &u32| *n < 100,
+            || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { Ok(n) }
+            },
+        )
+        .await
+        .unwrap();
+    // Polly and resilience4j return the last outcome; no error is invented for a value.
+    assert_eq!(value, 3);
+    // Errors in between are still classified as before.
+    let calls = AtomicU32::new(0);
+    let err = Retry::new(&policy(5))
+        .classify(|_: &&str| Action::Stop)
+        .run_until(
+            |n: &u32| *n == 1,
+            || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { if n == 1 { Ok(n) } else { Err("fatal") } }
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((err.attempts, err.reason), (2, StopReason::NotRetryable));
+}
+
+#[derive(Debug, PartialEq)]
+enum CallError {
+    Slow(AttemptTimeout),
+    Refused,
+}
+
+impl From<AttemptTimeout> for CallError {
+    fn from(t: AttemptTimeout) -> Self {
+        CallError::Slow(t)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_cancels_a_slow_attempt_and_retries() {
+    let start = Instant::now();
+    let calls = AtomicU32::new(0);
+    let seen = Mutex::new(Vec::new());
+    let limit = Duration::from_millis(200);
+    let value = Retry::new(&policy(5))
+        .attempt_timeout(limit)
+        // The classifier judges the operation's errors; a timeout is retried regardless.
+        .classify(|_: &CallError| Action::Stop)
+        .on_retry(|ev| seen.lock().unwrap().push(format!("{:?}", ev.error)))
+        .run(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let work = if n < 3 { 10_000 } else { 10 };
+                tokio::time::sleep(Duration::from_millis(work)).await;
+                Ok::<_, CallError>(n)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 3);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            format!(
+                "{:?}",
+                CallError::Slow(AttemptTimeout { attempt: 1, limit })
+            ),
+            format!(
+                "{:?}",
+                CallError::Slow(AttemptTimeout { attempt: 2, limit })
+            ),
+        ]
+    );
+    // Two cancelled attempts (200 ms each), the waits (100 ms, 200 ms), the good one (10 ms).
+    assert_eq!(start.elapsed(), Duration::from_millis(710));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_is_the_last_error_when_attempts_run_out() {
+    let start = Instant::now();
+    let limit = Duration::from_millis(300);
+    let err = Retry::new(&policy(3))
+        .attempt_timeout_with(limit, |t| format!("slow: {t}"))
+        .run(|| async {
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts, 3);
+    assert_eq!(err.reason, StopReason::AttemptsExhausted);
+    assert_eq!(err.error, "slow: attempt 3 timed out after 300ms");
+    assert_eq!(start.elapsed(), Duration::from_millis(3 * 300 + 100 + 200));
+
+    // A fast failure is not a timeout: the classifier sees it.
+    let err = Retry::new(&policy(3))
+        .attempt_timeout(limit)
+        .classify(|_: &CallError| Action::Stop)
+        .run(|| async { Err::<(), _>(CallError::Refused) })
+        .await
+        .unwrap_err();
+    assert_eq!((err.error, err.attempts), (CallError::Refused, 1));
 }
