@@ -373,7 +373,8 @@ impl Inner {
             return (false, None);
         }
         let now = self.now();
-        (now.saturating_sub(data.start) >= self.slow_nanos, Some(now))
+        // Strictly longer, as resilience4j: a call lasting exactly the threshold is not slow.
+        (now.saturating_sub(data.start) > self.slow_nanos, Some(now))
     }
 
     fn over_threshold(&self, s: &Stats) -> bool {

@@ -133,7 +133,7 @@ impl Config {
     pub fn slow_call_rate_threshold(&self) -> f64 {
         self.slow_call_rate_threshold
     }
-    /// Calls at least this long count as slow; `None` turns slow-call detection off.
+    /// Calls longer than this count as slow; `None` turns slow-call detection off.
     pub fn slow_call_duration(&self) -> Option<Duration> {
         self.slow_call_duration
     }
@@ -191,7 +191,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Turns slow-call detection on: calls lasting at least `duration` count as slow.
+    /// Turns slow-call detection on: calls lasting longer than `duration` count as slow (a
+    /// call of exactly `duration` is not slow, as in resilience4j).
     /// Durations are measured on the breaker's coarse clock (millisecond resolution).
     pub fn slow_call_duration(mut self, duration: Duration) -> Self {
         self.config.slow_call_duration = Some(duration);
