@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
+use parking_lot::ReentrantMutex;
 
 use crate::clock::{Clock, ClockSource, nanos};
 use crate::config::Config;
@@ -52,8 +52,9 @@ pub(crate) struct Inner {
     half_open_since: AtomicU64,
     consecutive_opens: AtomicU32,
     not_permitted: CachePadded<AtomicU64>,
-    /// Serialises transitions only; no call path takes it in Closed.
-    transition: Mutex<()>,
+    /// Serialises transitions and their publication; no call path takes it in Closed.
+    /// Reentrant so that a state-change observer may itself move the breaker.
+    transition: ReentrantMutex<()>,
     events: EventHub,
     name: Arc<str>,
     pub(crate) config: Config,
@@ -109,7 +110,7 @@ impl CircuitBreaker {
                 half_open_since: AtomicU64::new(0),
                 consecutive_opens: AtomicU32::new(0),
                 not_permitted: CachePadded::new(AtomicU64::new(0)),
-                transition: Mutex::new(()),
+                transition: ReentrantMutex::new(()),
                 events: EventHub::new(config.event_capacity),
                 name: Arc::from(name),
                 config,
@@ -208,6 +209,9 @@ impl CircuitBreaker {
     }
 
     /// Back to a new breaker's condition: Closed, empty window, counters and open growth at zero.
+    ///
+    /// Publishes the transition to Closed first (when the breaker was not Closed), then
+    /// [`Event::Reset`], as resilience4j does.
     pub fn reset(&self) {
         self.inner.reset();
     }
@@ -432,32 +436,48 @@ impl Inner {
             }
             _ => {}
         }
+        // resilience4j keeps one metrics object per state, and Open inherits the one of the
+        // state it came from: rejections count from the last Closed (or HalfOpen, ...) episode
+        // until the breaker leaves it for anything but Open.
+        if to != OPEN {
+            self.not_permitted.store(0, Ordering::Relaxed);
+        }
         self.state
             .store((epoch << STATE_BITS) | to, Ordering::Release);
+        // Published under the lock so that observers see transitions in the order they
+        // happened (the lock is reentrant: an observer may itself move the breaker).
+        self.publish_transition(from, to);
         drop(guard);
+        true
+    }
+
+    fn publish_transition(&self, from: u64, to: u64) {
         self.events.emit(|| Event::Transition {
             name: Arc::clone(&self.name),
             from: State::from_code(from),
             to: State::from_code(to),
         });
-        true
     }
 
     fn reset(&self) {
-        {
-            let guard = self.transition.lock();
-            let word = self.state.load(Ordering::Acquire);
-            let epoch = (word >> STATE_BITS) + 1;
-            self.window.reset(self.now());
-            self.consecutive_opens.store(0, Ordering::Relaxed);
-            self.not_permitted.store(0, Ordering::Relaxed);
-            self.state
-                .store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
-            drop(guard);
+        let guard = self.transition.lock();
+        let word = self.state.load(Ordering::Acquire);
+        let from = word & STATE_MASK;
+        let epoch = (word >> STATE_BITS) + 1;
+        self.window.reset(self.now());
+        self.consecutive_opens.store(0, Ordering::Relaxed);
+        self.not_permitted.store(0, Ordering::Relaxed);
+        self.state
+            .store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
+        // As resilience4j: the transition first (when the state changed), then the reset, so
+        // that an observer tracking the state from transitions stays right.
+        if from != CLOSED {
+            self.publish_transition(from, CLOSED);
         }
         self.events.emit(|| Event::Reset {
             name: Arc::clone(&self.name),
         });
+        drop(guard);
     }
 
     fn metrics(&self) -> Metrics {

@@ -21,7 +21,9 @@ pub struct Metrics {
     pub failures: u64,
     /// Of those, slow calls (successful or not).
     pub slow_calls: u64,
-    /// Calls rejected since creation or the last reset.
+    /// Calls rejected in the current episode, as resilience4j counts them: the count starts at
+    /// zero whenever the breaker enters any state but Open (Closed, HalfOpen, a manual state,
+    /// a reset), and Open carries on the count of the state it came from.
     pub not_permitted: u64,
     /// `failures / calls` in percent (0 with no calls).
     pub failure_rate: f64,

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use steadfast_circuit_breaker::{CircuitBreaker, Config, ConfigBuilder, ManualClock, State};
+use steadfast_circuit_breaker::{
+    CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, State,
+};
 
 fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualClock) {
     let clock = ManualClock::new();
@@ -38,4 +40,70 @@ fn a_call_lasting_exactly_the_slow_threshold_is_not_slow() {
     p.success();
     assert_eq!(b.metrics().slow_calls, 1);
     assert_eq!(b.state(), State::Open, "1 slow of 2 = 50 %");
+}
+
+fn fail(b: &CircuitBreaker, n: usize) {
+    for _ in 0..n {
+        b.try_acquire().expect("permitted").failure();
+    }
+}
+
+fn kinds(events: Vec<Event>) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Transition { from, to, .. } => format!("{from}->{to}"),
+            Event::Rejected { state, .. } => format!("rejected:{state}"),
+            Event::Reset { .. } => "reset".to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn reset_from_open_publishes_the_transition_then_the_reset() {
+    let (b, _) = breaker(count_config(2, 2));
+    let mut events = b.subscribe();
+    fail(&b, 2);
+    assert_eq!(b.state(), State::Open);
+    b.reset();
+    assert_eq!(kinds(events.drain()), ["closed->open", "open->closed", "reset"]);
+    // From Closed there is no transition to publish, only the reset.
+    b.reset();
+    assert_eq!(kinds(events.drain()), ["reset"]);
+    // From a manual state too.
+    b.force_open();
+    b.reset();
+    assert_eq!(
+        kinds(events.drain()),
+        ["closed->forced_open", "forced_open->closed", "reset"]
+    );
+}
+
+#[test]
+fn not_permitted_counts_per_episode_and_open_inherits_it() {
+    let (b, clock) = breaker(count_config(2, 2).half_open_permits(1));
+    fail(&b, 2);
+    assert!(b.try_acquire().is_err());
+    assert!(b.try_acquire().is_err());
+    assert_eq!(b.metrics().not_permitted, 2, "Open counts its rejections");
+    clock.advance(Duration::from_secs(10));
+    let probe = b.try_acquire().expect("probe");
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(b.metrics().not_permitted, 0, "a HalfOpen episode starts at zero");
+    assert!(b.try_acquire().is_err(), "the only probe is out");
+    assert_eq!(b.metrics().not_permitted, 1);
+    probe.failure();
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        b.metrics().not_permitted,
+        1,
+        "Open inherits the count of the episode it came from"
+    );
+    assert!(b.try_acquire().is_err());
+    assert_eq!(b.metrics().not_permitted, 2);
+    clock.advance(Duration::from_secs(20));
+    b.try_acquire().expect("probe").success();
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.metrics().not_permitted, 0, "a Closed episode starts at zero");
 }
