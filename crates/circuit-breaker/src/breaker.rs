@@ -499,6 +499,10 @@ impl Inner {
             }
             _ => self.window.stats(now),
         };
+        let minimum = match state {
+            State::HalfOpen => u64::from(self.config.half_open_permits),
+            _ => self.config.effective_minimum_calls(),
+        };
         let time_until_half_open_ms = (state == State::Open).then(|| {
             let left = self.open_until.load(Ordering::Acquire).saturating_sub(now);
             left.div_ceil(1_000_000)
@@ -511,8 +515,8 @@ impl Inner {
             failures: stats.failures,
             slow_calls: stats.slow,
             not_permitted: self.not_permitted.load(Ordering::Relaxed),
-            failure_rate: rate(stats.failures, stats.calls),
-            slow_call_rate: rate(stats.slow, stats.calls),
+            failure_rate: rate(stats.failures, stats.calls, minimum),
+            slow_call_rate: rate(stats.slow, stats.calls, minimum),
             time_until_half_open_ms,
             consecutive_opens: self.consecutive_opens.load(Ordering::Relaxed),
         }

@@ -107,3 +107,29 @@ fn not_permitted_counts_per_episode_and_open_inherits_it() {
     assert_eq!(b.state(), State::Closed);
     assert_eq!(b.metrics().not_permitted, 0, "a Closed episode starts at zero");
 }
+
+#[test]
+fn rates_are_absent_until_the_minimum_calls_not_zero() {
+    let (b, clock) = breaker(count_config(10, 4).half_open_permits(2));
+    let m = b.metrics();
+    assert_eq!((m.failure_rate, m.slow_call_rate), (None, None));
+    for _ in 0..3 {
+        b.try_acquire().unwrap().success();
+    }
+    assert_eq!(b.metrics().failure_rate, None, "3 calls, minimum 4");
+    b.try_acquire().unwrap().success();
+    let m = b.metrics();
+    assert_eq!((m.failure_rate, m.slow_call_rate), (Some(0.0), Some(0.0)));
+    let json = serde_json::to_value(CircuitBreaker::new(Config::default()).metrics()).unwrap();
+    assert!(json["failure_rate"].is_null());
+
+    // HalfOpen: no rate until every probe has reported.
+    b.transition_to_open();
+    clock.advance(Duration::from_secs(10));
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    p1.failure();
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(b.metrics().failure_rate, None, "1 probe of 2 reported");
+    drop(p2);
+}
