@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use steadfast_retry::Backoff;
 
+use crate::call::{Classifiers, Outcome};
 use crate::error::ConfigError;
 
 /// The largest count-based window accepted by the builder.
@@ -71,6 +72,7 @@ pub struct Config {
     pub(crate) max_wait_in_half_open: Option<Duration>,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) event_capacity: usize,
+    pub(crate) classifiers: Classifiers,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             max_wait_in_half_open: Some(Duration::from_secs(60)),
             call_timeout: Some(Duration::from_secs(10)),
             event_capacity: 64,
+            classifiers: Classifiers::default(),
         }
     }
 }
@@ -252,6 +255,33 @@ impl ConfigBuilder {
     /// Buffered events per subscriber before a slow subscriber starts missing some. Default 64.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.config.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Decides how results of type `Result<T, E>` count in [`crate::CircuitBreaker::call`]
+    /// (resilience4j's `recordException` / `ignoreException` / `recordResult`, set once
+    /// instead of passed to every call). One classifier per result type: setting another for
+    /// the same type replaces it; results of other types keep the default (`Ok` a success,
+    /// `Err` a failure). [`crate::CircuitBreaker::call_with`] still overrides it per call.
+    ///
+    /// ```
+    /// # use steadfast_circuit_breaker::{Config, Outcome};
+    /// let config = Config::builder()
+    ///     .classifier(|r: &Result<u16, std::io::Error>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), steadfast_circuit_breaker::ConfigError>(())
+    /// ```
+    pub fn classifier<T, E, F>(mut self, classifier: F) -> Self
+    where
+        T: 'static,
+        E: 'static,
+        F: Fn(&Result<T, E>) -> Outcome + Send + Sync + 'static,
+    {
+        self.config.classifiers.set::<T, E>(Box::new(classifier));
         self
     }
 

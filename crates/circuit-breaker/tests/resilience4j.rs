@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use steadfast_circuit_breaker::{
-    CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, State,
+    CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, Outcome, State,
 };
 
 fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualClock) {
@@ -132,4 +132,36 @@ fn rates_are_absent_until_the_minimum_calls_not_zero() {
     assert_eq!(b.state(), State::HalfOpen);
     assert_eq!(b.metrics().failure_rate, None, "1 probe of 2 reported");
     drop(p2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_classifier_is_set_once_in_the_config_and_call_with_overrides_it() {
+    let by_status = |r: &Result<u16, String>| match r {
+        Ok(s) if *s >= 500 => Outcome::Failure,
+        Ok(s) if *s == 404 => Outcome::Ignore,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    };
+    let (b, _) = breaker(count_config(10, 2).call_timeout(None).classifier(by_status));
+    let got: Result<u16, CallError<String>> = b.call(|| async { Ok(404) }).await;
+    assert_eq!(got.unwrap(), 404);
+    assert_eq!(b.metrics().calls, 0, "404 ignored by the configured classifier");
+    // Other result types keep the default.
+    let other: Result<&str, CallError<()>> = b.call(|| async { Ok("fine") }).await;
+    assert_eq!(other.unwrap(), "fine");
+    assert_eq!(b.metrics().failures, 0);
+    // A per-call override wins over the configured classifier.
+    let all_ok = |_: &Result<u16, String>| Outcome::Success;
+    b.call_with(&all_ok, || async { Ok::<u16, String>(503) })
+        .await
+        .unwrap();
+    assert_eq!(b.metrics().failures, 0);
+    assert_eq!(b.state(), State::Closed);
+    // Through the configured one, a 503 inside Ok is a failure.
+    let got: Result<u16, CallError<String>> = b.call(|| async { Ok(503) }).await;
+    assert_eq!(got.unwrap(), 503, "the caller still sees the response");
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failures), (3, 1));
+    assert_eq!(b.classify(&Ok::<u16, String>(500)), Outcome::Failure);
+    assert_eq!(b.state(), State::Closed, "1 of 3");
 }
