@@ -11,7 +11,7 @@ use parking_lot::ReentrantMutex;
 use crate::clock::{Clock, ClockSource, nanos};
 use crate::config::Config;
 use crate::error::Rejected;
-use crate::event::{Event, EventHub, EventReceiver};
+use crate::event::{Event, EventHub, EventReceiver, Transition};
 use crate::half_open::{HalfOpen, Probes, Recorded};
 use crate::metrics::{Metrics, rate};
 use crate::permit::{OwnedPermit, Permit, PermitData, PermitKind};
@@ -452,6 +452,13 @@ impl Inner {
     }
 
     fn publish_transition(&self, from: u64, to: u64) {
+        for listener in &self.config.state_listeners.0 {
+            listener(Transition {
+                name: Arc::clone(&self.name),
+                from: State::from_code(from),
+                to: State::from_code(to),
+            });
+        }
         self.events.emit(|| Event::Transition {
             name: Arc::clone(&self.name),
             from: State::from_code(from),

@@ -1,11 +1,13 @@
 //! Configuration: the builder, its validation, the defaults and the presets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_retry::Backoff;
 
 use crate::call::{Classifiers, Outcome};
 use crate::error::ConfigError;
+use crate::event::{StateListeners, Transition};
 
 /// The largest count-based window accepted by the builder.
 pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
@@ -73,6 +75,7 @@ pub struct Config {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) event_capacity: usize,
     pub(crate) classifiers: Classifiers,
+    pub(crate) state_listeners: StateListeners,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             call_timeout: Some(Duration::from_secs(10)),
             event_capacity: 64,
             classifiers: Classifiers::default(),
+            state_listeners: StateListeners::default(),
         }
     }
 }
@@ -282,6 +286,39 @@ impl ConfigBuilder {
         F: Fn(&Result<T, E>) -> Outcome + Send + Sync + 'static,
     {
         self.config.classifiers.set::<T, E>(Box::new(classifier));
+        self
+    }
+
+    /// Calls `callback` on every state change, synchronously, besides the broadcast of
+    /// [`crate::CircuitBreaker::subscribe`] (whose slow subscribers may miss events): a
+    /// callback never misses one.
+    ///
+    /// It runs on the thread that made the transition (a caller reporting an outcome or asking
+    /// for a permit, or a manual transition), after the new state is in place and before any
+    /// other transition of this breaker, so callbacks see transitions in order. Keep it short
+    /// and non-blocking: that caller waits for it. It may call the breaker, even move it (the
+    /// nested transition is published from inside this callback). A panic in it reaches that
+    /// caller; the transition has happened regardless. Several callbacks run in the order they
+    /// were added. A [`crate::CircuitBreaker::reset`] from a state other than Closed is
+    /// reported as a transition to Closed.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use steadfast_circuit_breaker::{CircuitBreaker, Config, State};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let breaker = CircuitBreaker::new(Config::builder()
+    ///     .on_state_change(move |t| log.lock().unwrap().push((t.from, t.to)))
+    ///     .build()?);
+    /// breaker.force_open();
+    /// assert_eq!(*seen.lock().unwrap(), [(State::Closed, State::ForcedOpen)]);
+    /// # Ok::<(), steadfast_circuit_breaker::ConfigError>(())
+    /// ```
+    pub fn on_state_change<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(Transition) + Send + Sync + 'static,
+    {
+        self.config.state_listeners.0.push(Arc::new(callback));
         self
     }
 

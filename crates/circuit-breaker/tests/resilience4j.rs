@@ -1,9 +1,11 @@
 //! Behaviour held against resilience4j's documented behaviour (issue 14), on a manual clock.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steadfast_circuit_breaker::{
     CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, Outcome, State,
+    Transition,
 };
 
 fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualClock) {
@@ -164,4 +166,66 @@ async fn the_classifier_is_set_once_in_the_config_and_call_with_overrides_it() {
     assert_eq!((m.calls, m.failures), (3, 1));
     assert_eq!(b.classify(&Ok::<u16, String>(500)), Outcome::Failure);
     assert_eq!(b.state(), State::Closed, "1 of 3");
+}
+
+#[test]
+fn state_change_callbacks_see_every_transition_in_order() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let (b, clock) = breaker(
+        count_config(2, 2)
+            .event_capacity(1)
+            .on_state_change(move |t: Transition| {
+                assert_eq!(&*t.name, "default");
+                log.lock().unwrap().push(format!("{}->{}", t.from, t.to));
+            }),
+    );
+    // A subscriber that never reads, holding one event: it loses events; the callback does not.
+    let mut lagging = b.subscribe();
+    fail(&b, 2);
+    clock.advance(Duration::from_secs(10));
+    b.try_acquire().expect("probe").failure();
+    clock.advance(Duration::from_secs(10));
+    b.try_acquire().expect("probe").success();
+    b.transition_to_open();
+    b.reset();
+    let want = [
+        "closed->open",
+        "open->half_open",
+        "half_open->open",
+        "open->half_open",
+        "half_open->closed",
+        "closed->open",
+        "open->closed",
+    ];
+    assert_eq!(*seen.lock().unwrap(), want);
+    assert!(lagging.drain().len() < want.len());
+}
+
+#[test]
+fn a_callback_may_move_the_breaker_itself() {
+    let slot: Arc<Mutex<Option<CircuitBreaker>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (inner_slot, log) = (Arc::clone(&slot), Arc::clone(&seen));
+    let (b, _) = breaker(count_config(2, 2).on_state_change(move |t: Transition| {
+        log.lock().unwrap().push((t.from, t.to));
+        // An operator hook that pins an opened breaker ForcedOpen.
+        if t.to == State::Open {
+            let b = inner_slot.lock().unwrap().clone();
+            if let Some(b) = b {
+                b.force_open();
+            }
+        }
+    }));
+    *slot.lock().unwrap() = Some(b.clone());
+    fail(&b, 2);
+    assert_eq!(b.state(), State::ForcedOpen);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (State::Closed, State::Open),
+            (State::Open, State::ForcedOpen)
+        ]
+    );
+    slot.lock().unwrap().take();
 }
