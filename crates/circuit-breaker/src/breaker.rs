@@ -1,7 +1,7 @@
 //! The breaker: its state word, its transitions, and where outcomes go.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     /// Reentrant so that a state-change observer may itself move the breaker.
     transition: ReentrantMutex<()>,
     events: EventHub,
+    /// For the automatic HalfOpen timer, which must not keep the breaker alive.
+    me: Weak<Inner>,
     name: Arc<str>,
     pub(crate) config: Config,
 }
@@ -100,7 +102,7 @@ impl CircuitBreaker {
         }
         let now = clock.now();
         CircuitBreaker {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 state: CachePadded::new(AtomicU64::new(CLOSED)),
                 window: Window::new(&config, now),
                 slow_nanos: config.slow_call_duration.map_or(0, nanos),
@@ -112,6 +114,7 @@ impl CircuitBreaker {
                 not_permitted: CachePadded::new(AtomicU64::new(0)),
                 transition: ReentrantMutex::new(()),
                 events: EventHub::new(config.event_capacity),
+                me: me.clone(),
                 name: Arc::from(name),
                 config,
             }),
@@ -429,6 +432,9 @@ impl Inner {
                 let wait = nanos(self.config.open_duration.for_opening(n));
                 self.open_until
                     .store(now.saturating_add(wait), Ordering::Release);
+                if self.config.automatic_half_open {
+                    self.schedule_half_open((epoch << STATE_BITS) | OPEN, wait);
+                }
             }
             HALF_OPEN => {
                 self.half_open.start(epoch, self.config.half_open_permits);
@@ -449,6 +455,21 @@ impl Inner {
         self.publish_transition(from, to);
         drop(guard);
         true
+    }
+
+    /// Moves this Open episode (`word`) to HalfOpen after `wait`, unless something else moved
+    /// the breaker first (the word then differs and the timer does nothing).
+    fn schedule_half_open(&self, word: u64, wait: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime: the next call makes the move, as without the option
+        };
+        let me = self.me.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+            if let Some(inner) = me.upgrade() {
+                inner.transition(Some(word), HALF_OPEN);
+            }
+        });
     }
 
     fn publish_transition(&self, from: u64, to: u64) {

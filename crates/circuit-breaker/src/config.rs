@@ -76,6 +76,7 @@ pub struct Config {
     pub(crate) event_capacity: usize,
     pub(crate) classifiers: Classifiers,
     pub(crate) state_listeners: StateListeners,
+    pub(crate) automatic_half_open: bool,
 }
 
 impl Default for Config {
@@ -94,6 +95,7 @@ impl Default for Config {
             event_capacity: 64,
             classifiers: Classifiers::default(),
             state_listeners: StateListeners::default(),
+            automatic_half_open: false,
         }
     }
 }
@@ -163,6 +165,11 @@ impl Config {
     /// How long HalfOpen may wait for its probes before it opens again.
     pub fn max_wait_in_half_open(&self) -> Option<Duration> {
         self.max_wait_in_half_open
+    }
+    /// Whether an Open breaker moves to HalfOpen on a timer (see
+    /// [`ConfigBuilder::automatic_transition_to_half_open`]).
+    pub fn automatic_transition_to_half_open(&self) -> bool {
+        self.automatic_half_open
     }
     /// The per-call timeout applied by `call` and the tower layer.
     pub fn call_timeout(&self) -> Option<Duration> {
@@ -319,6 +326,20 @@ impl ConfigBuilder {
         F: Fn(Transition) + Send + Sync + 'static,
     {
         self.config.state_listeners.0.push(Arc::new(callback));
+        self
+    }
+
+    /// With `true`, an Open breaker moves to HalfOpen on a timer when its wait is over, so
+    /// that observers (state callbacks, events, metrics) see HalfOpen without waiting for a
+    /// call (resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`). Default `false`:
+    /// the first call after the wait makes the move, and no timer runs.
+    ///
+    /// The timer is a task spawned on the tokio runtime current at the opening; opened outside
+    /// a runtime, the breaker falls back to the move on the next call. The timer runs on
+    /// tokio's clock (it follows `tokio::time::pause`), not on a custom [`crate::Clock`]. It
+    /// holds no strong reference: a dropped breaker cancels nothing and leaks nothing.
+    pub fn automatic_transition_to_half_open(mut self, enabled: bool) -> Self {
+        self.config.automatic_half_open = enabled;
         self
     }
 

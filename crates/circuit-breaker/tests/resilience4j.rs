@@ -229,3 +229,55 @@ fn a_callback_may_move_the_breaker_itself() {
     );
     slot.lock().unwrap().take();
 }
+
+#[tokio::test(start_paused = true)]
+async fn automatic_transition_to_half_open_on_a_timer() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let (b, _clock) = breaker(
+        count_config(2, 2)
+            .automatic_transition_to_half_open(true)
+            .on_state_change(move |t: Transition| log.lock().unwrap().push((t.from, t.to))),
+    );
+    fail(&b, 2);
+    assert_eq!(b.state(), State::Open);
+    tokio::time::sleep(Duration::from_millis(9_999)).await;
+    assert_eq!(b.state(), State::Open, "not before the wait is over");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(b.state(), State::HalfOpen, "no call needed");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(State::Closed, State::Open), (State::Open, State::HalfOpen)]
+    );
+    b.try_acquire().expect("probe").success();
+    assert_eq!(b.state(), State::Closed);
+
+    // A timer whose Open episode ended early (here: a reset) does nothing.
+    fail(&b, 2);
+    b.reset();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_option_open_waits_for_a_call() {
+    let (b, clock) = breaker(count_config(2, 2));
+    assert!(!b.config().automatic_transition_to_half_open());
+    fail(&b, 2);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_secs(10));
+    b.try_acquire().expect("probe").success();
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn automatic_transition_outside_a_runtime_falls_back_to_the_next_call() {
+    let (b, clock) = breaker(count_config(2, 2).automatic_transition_to_half_open(true));
+    fail(&b, 2);
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_secs(10));
+    b.try_acquire().expect("probe").success();
+    assert_eq!(b.state(), State::Closed);
+}
