@@ -64,8 +64,7 @@ impl fmt::Debug for StateListeners {
 impl PartialEq for StateListeners {
     /// Closures cannot be compared: two lists are equal when they hold the same closures.
     fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len()
-            && self.0.iter().zip(&other.0).all(|(a, b)| Arc::ptr_eq(a, b))
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 

@@ -69,7 +69,10 @@ fn reset_from_open_publishes_the_transition_then_the_reset() {
     fail(&b, 2);
     assert_eq!(b.state(), State::Open);
     b.reset();
-    assert_eq!(kinds(events.drain()), ["closed->open", "open->closed", "reset"]);
+    assert_eq!(
+        kinds(events.drain()),
+        ["closed->open", "open->closed", "reset"]
+    );
     // From Closed there is no transition to publish, only the reset.
     b.reset();
     assert_eq!(kinds(events.drain()), ["reset"]);
@@ -92,7 +95,11 @@ fn not_permitted_counts_per_episode_and_open_inherits_it() {
     clock.advance(Duration::from_secs(10));
     let probe = b.try_acquire().expect("probe");
     assert_eq!(b.state(), State::HalfOpen);
-    assert_eq!(b.metrics().not_permitted, 0, "a HalfOpen episode starts at zero");
+    assert_eq!(
+        b.metrics().not_permitted,
+        0,
+        "a HalfOpen episode starts at zero"
+    );
     assert!(b.try_acquire().is_err(), "the only probe is out");
     assert_eq!(b.metrics().not_permitted, 1);
     probe.failure();
@@ -107,7 +114,11 @@ fn not_permitted_counts_per_episode_and_open_inherits_it() {
     clock.advance(Duration::from_secs(20));
     b.try_acquire().expect("probe").success();
     assert_eq!(b.state(), State::Closed);
-    assert_eq!(b.metrics().not_permitted, 0, "a Closed episode starts at zero");
+    assert_eq!(
+        b.metrics().not_permitted,
+        0,
+        "a Closed episode starts at zero"
+    );
 }
 
 #[test]
@@ -147,7 +158,11 @@ async fn the_classifier_is_set_once_in_the_config_and_call_with_overrides_it() {
     let (b, _) = breaker(count_config(10, 2).call_timeout(None).classifier(by_status));
     let got: Result<u16, CallError<String>> = b.call(|| async { Ok(404) }).await;
     assert_eq!(got.unwrap(), 404);
-    assert_eq!(b.metrics().calls, 0, "404 ignored by the configured classifier");
+    assert_eq!(
+        b.metrics().calls,
+        0,
+        "404 ignored by the configured classifier"
+    );
     // Other result types keep the default.
     let other: Result<&str, CallError<()>> = b.call(|| async { Ok("fine") }).await;
     assert_eq!(other.unwrap(), "fine");
@@ -172,14 +187,12 @@ async fn the_classifier_is_set_once_in_the_config_and_call_with_overrides_it() {
 fn state_change_callbacks_see_every_transition_in_order() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let (b, clock) = breaker(
-        count_config(2, 2)
-            .event_capacity(1)
-            .on_state_change(move |t: Transition| {
-                assert_eq!(&*t.name, "default");
-                log.lock().unwrap().push(format!("{}->{}", t.from, t.to));
-            }),
-    );
+    let (b, clock) = breaker(count_config(2, 2).event_capacity(1).on_state_change(
+        move |t: Transition| {
+            assert_eq!(&*t.name, "default");
+            log.lock().unwrap().push(format!("{}->{}", t.from, t.to));
+        },
+    ));
     // A subscriber that never reads, holding one event: it loses events; the callback does not.
     let mut lagging = b.subscribe();
     fail(&b, 2);
