@@ -85,6 +85,15 @@ impl PartialEq for Classifiers {
     }
 }
 
+/// A breaker classifies by its configured classifier (see [`CircuitBreaker::classify`]): pass a
+/// clone where a [`Classifier`] is expected, e.g. to the tower layer's `.classifier(...)`, to
+/// use the one set in the config.
+impl<T: 'static, E: 'static> Classifier<T, E> for CircuitBreaker {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        CircuitBreaker::classify(self, result)
+    }
+}
+
 impl CircuitBreaker {
     /// How `result` counts: by the classifier configured for `Result<T, E>`
     /// ([`crate::ConfigBuilder::classifier`]) if there is one, else `Ok` is a success and
