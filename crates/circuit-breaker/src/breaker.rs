@@ -1,17 +1,17 @@
 //! The breaker: its state word, its transitions, and where outcomes go.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
+use parking_lot::ReentrantMutex;
 
 use crate::clock::{Clock, ClockSource, nanos};
 use crate::config::Config;
 use crate::error::Rejected;
-use crate::event::{Event, EventHub, EventReceiver};
+use crate::event::{Event, EventHub, EventReceiver, Transition};
 use crate::half_open::{HalfOpen, Probes, Recorded};
 use crate::metrics::{Metrics, rate};
 use crate::permit::{OwnedPermit, Permit, PermitData, PermitKind};
@@ -52,9 +52,12 @@ pub(crate) struct Inner {
     half_open_since: AtomicU64,
     consecutive_opens: AtomicU32,
     not_permitted: CachePadded<AtomicU64>,
-    /// Serialises transitions only; no call path takes it in Closed.
-    transition: Mutex<()>,
+    /// Serialises transitions and their publication; no call path takes it in Closed.
+    /// Reentrant so that a state-change observer may itself move the breaker.
+    transition: ReentrantMutex<()>,
     events: EventHub,
+    /// For the automatic HalfOpen timer, which must not keep the breaker alive.
+    me: Weak<Inner>,
     name: Arc<str>,
     pub(crate) config: Config,
 }
@@ -99,7 +102,7 @@ impl CircuitBreaker {
         }
         let now = clock.now();
         CircuitBreaker {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 state: CachePadded::new(AtomicU64::new(CLOSED)),
                 window: Window::new(&config, now),
                 slow_nanos: config.slow_call_duration.map_or(0, nanos),
@@ -109,8 +112,9 @@ impl CircuitBreaker {
                 half_open_since: AtomicU64::new(0),
                 consecutive_opens: AtomicU32::new(0),
                 not_permitted: CachePadded::new(AtomicU64::new(0)),
-                transition: Mutex::new(()),
+                transition: ReentrantMutex::new(()),
                 events: EventHub::new(config.event_capacity),
+                me: me.clone(),
                 name: Arc::from(name),
                 config,
             }),
@@ -208,6 +212,9 @@ impl CircuitBreaker {
     }
 
     /// Back to a new breaker's condition: Closed, empty window, counters and open growth at zero.
+    ///
+    /// Publishes the transition to Closed first (when the breaker was not Closed), then
+    /// [`Event::Reset`], as resilience4j does.
     pub fn reset(&self) {
         self.inner.reset();
     }
@@ -373,7 +380,8 @@ impl Inner {
             return (false, None);
         }
         let now = self.now();
-        (now.saturating_sub(data.start) >= self.slow_nanos, Some(now))
+        // Strictly longer, as resilience4j: a call lasting exactly the threshold is not slow.
+        (now.saturating_sub(data.start) > self.slow_nanos, Some(now))
     }
 
     fn over_threshold(&self, s: &Stats) -> bool {
@@ -424,6 +432,9 @@ impl Inner {
                 let wait = nanos(self.config.open_duration.for_opening(n));
                 self.open_until
                     .store(now.saturating_add(wait), Ordering::Release);
+                if self.config.automatic_half_open {
+                    self.schedule_half_open((epoch << STATE_BITS) | OPEN, wait);
+                }
             }
             HALF_OPEN => {
                 self.half_open.start(epoch, self.config.half_open_permits);
@@ -431,32 +442,70 @@ impl Inner {
             }
             _ => {}
         }
+        // resilience4j keeps one metrics object per state, and Open inherits the one of the
+        // state it came from: rejections count from the last Closed (or HalfOpen, ...) episode
+        // until the breaker leaves it for anything but Open.
+        if to != OPEN {
+            self.not_permitted.store(0, Ordering::Relaxed);
+        }
         self.state
             .store((epoch << STATE_BITS) | to, Ordering::Release);
+        // Published under the lock so that observers see transitions in the order they
+        // happened (the lock is reentrant: an observer may itself move the breaker).
+        self.publish_transition(from, to);
         drop(guard);
+        true
+    }
+
+    /// Moves this Open episode (`word`) to HalfOpen after `wait`, unless something else moved
+    /// the breaker first (the word then differs and the timer does nothing).
+    fn schedule_half_open(&self, word: u64, wait: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime: the next call makes the move, as without the option
+        };
+        let me = self.me.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+            if let Some(inner) = me.upgrade() {
+                inner.transition(Some(word), HALF_OPEN);
+            }
+        });
+    }
+
+    fn publish_transition(&self, from: u64, to: u64) {
+        for listener in &self.config.state_listeners.0 {
+            listener(Transition {
+                name: Arc::clone(&self.name),
+                from: State::from_code(from),
+                to: State::from_code(to),
+            });
+        }
         self.events.emit(|| Event::Transition {
             name: Arc::clone(&self.name),
             from: State::from_code(from),
             to: State::from_code(to),
         });
-        true
     }
 
     fn reset(&self) {
-        {
-            let guard = self.transition.lock();
-            let word = self.state.load(Ordering::Acquire);
-            let epoch = (word >> STATE_BITS) + 1;
-            self.window.reset(self.now());
-            self.consecutive_opens.store(0, Ordering::Relaxed);
-            self.not_permitted.store(0, Ordering::Relaxed);
-            self.state
-                .store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
-            drop(guard);
+        let guard = self.transition.lock();
+        let word = self.state.load(Ordering::Acquire);
+        let from = word & STATE_MASK;
+        let epoch = (word >> STATE_BITS) + 1;
+        self.window.reset(self.now());
+        self.consecutive_opens.store(0, Ordering::Relaxed);
+        self.not_permitted.store(0, Ordering::Relaxed);
+        self.state
+            .store((epoch << STATE_BITS) | CLOSED, Ordering::Release);
+        // As resilience4j: the transition first (when the state changed), then the reset, so
+        // that an observer tracking the state from transitions stays right.
+        if from != CLOSED {
+            self.publish_transition(from, CLOSED);
         }
         self.events.emit(|| Event::Reset {
             name: Arc::clone(&self.name),
         });
+        drop(guard);
     }
 
     fn metrics(&self) -> Metrics {
@@ -478,6 +527,10 @@ impl Inner {
             }
             _ => self.window.stats(now),
         };
+        let minimum = match state {
+            State::HalfOpen => u64::from(self.config.half_open_permits),
+            _ => self.config.effective_minimum_calls(),
+        };
         let time_until_half_open_ms = (state == State::Open).then(|| {
             let left = self.open_until.load(Ordering::Acquire).saturating_sub(now);
             left.div_ceil(1_000_000)
@@ -490,8 +543,8 @@ impl Inner {
             failures: stats.failures,
             slow_calls: stats.slow,
             not_permitted: self.not_permitted.load(Ordering::Relaxed),
-            failure_rate: rate(stats.failures, stats.calls),
-            slow_call_rate: rate(stats.slow, stats.calls),
+            failure_rate: rate(stats.failures, stats.calls, minimum),
+            slow_call_rate: rate(stats.slow, stats.calls, minimum),
             time_until_half_open_ms,
             consecutive_opens: self.consecutive_opens.load(Ordering::Relaxed),
         }

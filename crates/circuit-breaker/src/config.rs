@@ -1,10 +1,13 @@
 //! Configuration: the builder, its validation, the defaults and the presets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_retry::Backoff;
 
+use crate::call::{Classifiers, Outcome};
 use crate::error::ConfigError;
+use crate::event::{StateListeners, Transition};
 
 /// The largest count-based window accepted by the builder.
 pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
@@ -71,6 +74,9 @@ pub struct Config {
     pub(crate) max_wait_in_half_open: Option<Duration>,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) event_capacity: usize,
+    pub(crate) classifiers: Classifiers,
+    pub(crate) state_listeners: StateListeners,
+    pub(crate) automatic_half_open: bool,
 }
 
 impl Default for Config {
@@ -87,6 +93,9 @@ impl Default for Config {
             max_wait_in_half_open: Some(Duration::from_secs(60)),
             call_timeout: Some(Duration::from_secs(10)),
             event_capacity: 64,
+            classifiers: Classifiers::default(),
+            state_listeners: StateListeners::default(),
+            automatic_half_open: false,
         }
     }
 }
@@ -133,7 +142,7 @@ impl Config {
     pub fn slow_call_rate_threshold(&self) -> f64 {
         self.slow_call_rate_threshold
     }
-    /// Calls at least this long count as slow; `None` turns slow-call detection off.
+    /// Calls longer than this count as slow; `None` turns slow-call detection off.
     pub fn slow_call_duration(&self) -> Option<Duration> {
         self.slow_call_duration
     }
@@ -156,6 +165,11 @@ impl Config {
     /// How long HalfOpen may wait for its probes before it opens again.
     pub fn max_wait_in_half_open(&self) -> Option<Duration> {
         self.max_wait_in_half_open
+    }
+    /// Whether an Open breaker moves to HalfOpen on a timer (see
+    /// [`ConfigBuilder::automatic_transition_to_half_open`]).
+    pub fn automatic_transition_to_half_open(&self) -> bool {
+        self.automatic_half_open
     }
     /// The per-call timeout applied by `call` and the tower layer.
     pub fn call_timeout(&self) -> Option<Duration> {
@@ -191,7 +205,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Turns slow-call detection on: calls lasting at least `duration` count as slow.
+    /// Turns slow-call detection on: calls lasting longer than `duration` count as slow (a
+    /// call of exactly `duration` is not slow, as in resilience4j).
     /// Durations are measured on the breaker's coarse clock (millisecond resolution).
     pub fn slow_call_duration(mut self, duration: Duration) -> Self {
         self.config.slow_call_duration = Some(duration);
@@ -251,6 +266,80 @@ impl ConfigBuilder {
     /// Buffered events per subscriber before a slow subscriber starts missing some. Default 64.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.config.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Decides how results of type `Result<T, E>` count in [`crate::CircuitBreaker::call`]
+    /// (resilience4j's `recordException` / `ignoreException` / `recordResult`, set once
+    /// instead of passed to every call). One classifier per result type: setting another for
+    /// the same type replaces it; results of other types keep the default (`Ok` a success,
+    /// `Err` a failure). [`crate::CircuitBreaker::call_with`] still overrides it per call.
+    ///
+    /// ```
+    /// # use steadfast_circuit_breaker::{Config, Outcome};
+    /// let config = Config::builder()
+    ///     .classifier(|r: &Result<u16, std::io::Error>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), steadfast_circuit_breaker::ConfigError>(())
+    /// ```
+    pub fn classifier<T, E, F>(mut self, classifier: F) -> Self
+    where
+        T: 'static,
+        E: 'static,
+        F: Fn(&Result<T, E>) -> Outcome + Send + Sync + 'static,
+    {
+        self.config.classifiers.set::<T, E>(Box::new(classifier));
+        self
+    }
+
+    /// Calls `callback` on every state change, synchronously, besides the broadcast of
+    /// [`crate::CircuitBreaker::subscribe`] (whose slow subscribers may miss events): a
+    /// callback never misses one.
+    ///
+    /// It runs on the thread that made the transition (a caller reporting an outcome or asking
+    /// for a permit, or a manual transition), after the new state is in place and before any
+    /// other transition of this breaker, so callbacks see transitions in order. Keep it short
+    /// and non-blocking: that caller waits for it. It may call the breaker, even move it (the
+    /// nested transition is published from inside this callback). A panic in it reaches that
+    /// caller; the transition has happened regardless. Several callbacks run in the order they
+    /// were added. A [`crate::CircuitBreaker::reset`] from a state other than Closed is
+    /// reported as a transition to Closed.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use steadfast_circuit_breaker::{CircuitBreaker, Config, State};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let breaker = CircuitBreaker::new(Config::builder()
+    ///     .on_state_change(move |t| log.lock().unwrap().push((t.from, t.to)))
+    ///     .build()?);
+    /// breaker.force_open();
+    /// assert_eq!(*seen.lock().unwrap(), [(State::Closed, State::ForcedOpen)]);
+    /// # Ok::<(), steadfast_circuit_breaker::ConfigError>(())
+    /// ```
+    pub fn on_state_change<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(Transition) + Send + Sync + 'static,
+    {
+        self.config.state_listeners.0.push(Arc::new(callback));
+        self
+    }
+
+    /// With `true`, an Open breaker moves to HalfOpen on a timer when its wait is over, so
+    /// that observers (state callbacks, events, metrics) see HalfOpen without waiting for a
+    /// call (resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`). Default `false`:
+    /// the first call after the wait makes the move, and no timer runs.
+    ///
+    /// The timer is a task spawned on the tokio runtime current at the opening; opened outside
+    /// a runtime, the breaker falls back to the move on the next call. The timer runs on
+    /// tokio's clock (it follows `tokio::time::pause`), not on a custom [`crate::Clock`]. It
+    /// holds no strong reference: a dropped breaker cancels nothing and leaks nothing.
+    pub fn automatic_transition_to_half_open(mut self, enabled: bool) -> Self {
+        self.config.automatic_half_open = enabled;
         self
     }
 

@@ -3,6 +3,7 @@
 //! The breaker keeps its own count of live subscribers so that, with nobody listening, an
 //! event costs one relaxed load: the hot path never touches the channel's lock.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,6 +36,36 @@ pub enum Event {
         /// The breaker's name.
         name: Arc<str>,
     },
+}
+
+/// One state change, as given to the callbacks set with
+/// [`crate::ConfigBuilder::on_state_change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The breaker's name.
+    pub name: Arc<str>,
+    /// The state it left.
+    pub from: State,
+    /// The state it entered.
+    pub to: State,
+}
+
+/// The state-change callbacks of a [`crate::Config`].
+#[derive(Clone, Default)]
+pub(crate) struct StateListeners(pub(crate) Vec<Arc<dyn Fn(Transition) + Send + Sync>>);
+
+impl fmt::Debug for StateListeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateListeners({})", self.0.len())
+    }
+}
+
+impl PartialEq for StateListeners {
+    /// Closures cannot be compared: two lists are equal when they hold the same closures.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 impl Event {

@@ -24,7 +24,7 @@ pub use config::{
     OpenDuration, SlidingWindow,
 };
 pub use error::{CallError, ConfigError, Rejected};
-pub use event::{Event, EventReceiver, RecvError, TryRecvError};
+pub use event::{Event, EventReceiver, RecvError, Transition, TryRecvError};
 pub use metrics::Metrics;
 pub use permit::{OwnedPermit, Permit};
 pub use registry::{Preset, Registry, RegistrySnapshot};

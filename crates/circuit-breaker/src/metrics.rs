@@ -21,12 +21,16 @@ pub struct Metrics {
     pub failures: u64,
     /// Of those, slow calls (successful or not).
     pub slow_calls: u64,
-    /// Calls rejected since creation or the last reset.
+    /// Calls rejected in the current episode, as resilience4j counts them: the count starts at
+    /// zero whenever the breaker enters any state but Open (Closed, HalfOpen, a manual state,
+    /// a reset), and Open carries on the count of the state it came from.
     pub not_permitted: u64,
-    /// `failures / calls` in percent (0 with no calls).
-    pub failure_rate: f64,
-    /// `slow_calls / calls` in percent (0 with no calls).
-    pub slow_call_rate: f64,
+    /// `failures / calls` in percent; `None` (JSON `null`) while the window holds fewer calls
+    /// than the minimum (in HalfOpen: until every probe has reported), where resilience4j
+    /// returns -1. A rate the breaker does not act on yet is not a 0 % rate.
+    pub failure_rate: Option<f64>,
+    /// `slow_calls / calls` in percent; `None` under the same condition as `failure_rate`.
+    pub slow_call_rate: Option<f64>,
     /// In Open: milliseconds until the next call may be a probe.
     pub time_until_half_open_ms: Option<u64>,
     /// Openings in a row without closing in between (what grows the open duration).
@@ -40,10 +44,8 @@ impl Metrics {
     }
 }
 
-pub(crate) fn rate(part: u64, calls: u64) -> f64 {
-    if calls == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / calls as f64
-    }
+/// `part / calls` in percent, or `None` below `minimum` calls (the breaker does not act on a
+/// rate until then, so neither should a dashboard).
+pub(crate) fn rate(part: u64, calls: u64, minimum: u64) -> Option<f64> {
+    (calls > 0 && calls >= minimum).then(|| part as f64 * 100.0 / calls as f64)
 }

@@ -220,7 +220,7 @@ proptest! {
                     let got = breaker.try_acquire();
                     prop_assert_eq!(got.is_ok(), permitted, "permit at {:?}", op);
                     if let Ok(permit) = got {
-                        if slow { clock.advance(Duration::from_secs(SLOW_SECS)); }
+                        if slow { clock.advance(Duration::from_millis(SLOW_SECS * 1000 + 1)); }
                         let end = clock.now_nanos_for_test();
                         if failure { permit.failure() } else { permit.success() }
                         model.record(end, failure, slow);

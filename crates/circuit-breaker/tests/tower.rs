@@ -96,3 +96,28 @@ async fn dropped_response_future_frees_the_probe() {
     b.try_acquire().expect("probe returned").success();
     assert_eq!(b.state(), State::Closed);
 }
+
+#[tokio::test]
+async fn the_layer_can_use_the_classifier_set_in_the_config() {
+    let config = Config::builder()
+        .count_window(4)
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0)
+        .call_timeout(None)
+        .classifier(status_classifier)
+        .build()
+        .unwrap();
+    let b = CircuitBreaker::with_clock(config, ManualClock::new());
+    let inner = service_fn(|status: u16| async move {
+        Ok::<Resp, &'static str>(http::Response::builder().status(status).body("").unwrap())
+    });
+    let mut svc = CircuitBreakerLayer::new(b.clone())
+        .classifier(b.clone())
+        .layer(inner);
+    for status in [404, 200, 503] {
+        svc.ready().await.unwrap().call(status).await.unwrap();
+    }
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failures), (2, 1), "404 ignored, 503 a failure");
+    assert_eq!(b.state(), State::Open);
+}

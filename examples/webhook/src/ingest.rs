@@ -102,7 +102,10 @@ impl Ingestor {
 
     /// Runs one fast-path call under the breaker and the timeout; `None` when it was skipped
     /// (breaker open) or timed out.
-    async fn guarded<T, F>(&self, call: F) -> Option<Result<T, steadfast_idempotency::Error>>
+    async fn guarded<T: 'static, F>(
+        &self,
+        call: F,
+    ) -> Option<Result<T, steadfast_idempotency::Error>>
     where
         F: std::future::Future<Output = Result<T, steadfast_idempotency::Error>>,
     {
