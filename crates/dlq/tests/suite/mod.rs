@@ -710,8 +710,13 @@ async fn stats_by_queue(s: &dyn QueueStore, clock: &ManualClock) {
     assert_eq!((b.count(State::Pending), b.count(State::Running)), (1, 1));
     assert_eq!(b.oldest_due_age, Duration::from_secs(5));
 
-    let thresholds = AlertThresholds::new(2, 3).unwrap();
+    // Above the warning threshold warns (2 > 1); at it is ok.
+    let thresholds = AlertThresholds::new(1, 3).unwrap();
     assert_eq!(thresholds.check(a.dead()), AlertLevel::Warn);
+    assert_eq!(
+        AlertThresholds::new(2, 3).unwrap().check(a.dead()),
+        AlertLevel::Ok
+    );
     assert_eq!(thresholds.check(b.dead()), AlertLevel::Ok);
     s.ack(&c.lease).await.unwrap();
     assert_eq!(s.stats().await.unwrap()[1].count(State::Done), 1);
