@@ -27,10 +27,12 @@
 //! - The inner service must be `Clone` (the usual tower pattern): each request drives its own
 //!   clone inside a boxed future.
 
+mod body;
 mod layer;
 mod problem;
 mod service;
 
+pub use body::ResponseBody;
 pub use layer::IdempotencyLayer;
 pub use problem::{Problem, ProblemCode};
 pub use service::{IdempotencyService, ResponseFuture};
