@@ -1,6 +1,6 @@
 //! Store configuration: retry policies per queue, the clock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use crate::message::check_name;
 /// How a store schedules retries and reads time. Shared by every adapter.
 ///
 /// Defaults: the seed system's retry policy ([`RetryPolicy::default`]: 3 attempts, 1 s then
-/// 2 s, capped at 30 s) for every queue, no horizon, done keys not remembered, and the
-/// [`SystemClock`].
+/// 2 s, capped at 30 s) for every queue, no horizon, done messages keep their dedup keys until
+/// pruned ([`QueueConfigBuilder::remember_done`]), and the [`SystemClock`].
 ///
 /// The policy's `max_delay` also caps every delay a caller asks for: a failure's own delay
 /// ([`Failure::after`](crate::Failure::after), a downstream's `Retry-After`) and a snooze's.
@@ -40,7 +40,8 @@ pub struct QueueConfig {
     policies: HashMap<String, RetryPolicy>,
     default_horizon: Option<Duration>,
     horizons: HashMap<String, Option<Duration>>,
-    remember_done: HashSet<String>,
+    default_remember_done: bool,
+    remember_done: HashMap<String, bool>,
     clock: Arc<dyn Clock>,
 }
 
@@ -51,7 +52,8 @@ impl Default for QueueConfig {
             policies: HashMap::new(),
             default_horizon: None,
             horizons: HashMap::new(),
-            remember_done: HashSet::new(),
+            default_remember_done: true,
+            remember_done: HashMap::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -85,10 +87,13 @@ impl QueueConfig {
             .unwrap_or(self.default_horizon)
     }
 
-    /// Whether `queue` remembers the dedup keys of its retained `done` messages
-    /// ([`QueueConfigBuilder::remember_done`]).
+    /// Whether `queue` remembers the dedup keys of its retained `done` messages (its own
+    /// setting, or the default: `true`). See [`QueueConfigBuilder::remember_done`].
     pub fn remembers_done(&self, queue: &str) -> bool {
-        self.remember_done.contains(queue)
+        self.remember_done
+            .get(queue)
+            .copied()
+            .unwrap_or(self.default_remember_done)
     }
 
     /// The clock.
@@ -159,19 +164,35 @@ impl QueueConfigBuilder {
         self
     }
 
-    /// Whether `queue` remembers the dedup keys of its `done` messages (default `false`: a key
-    /// is free again once its message is done). When on, an enqueue whose dedup key belongs to
-    /// a `done` message still retained (not yet pruned) is an
-    /// [`Enqueued::Duplicate`](crate::Enqueued::Duplicate) of it: the ack itself is the
-    /// durable "processed" marker, so a service can drop its own marker write.
+    /// Whether queues without their own setting remember the dedup keys of their `done`
+    /// messages (default `true`). See [`remember_done`](Self::remember_done).
+    pub fn default_remember_done(mut self, remember: bool) -> Self {
+        self.config.default_remember_done = remember;
+        self
+    }
+
+    /// Whether `queue` remembers the dedup keys of its `done` messages (default `true`, as the
+    /// seed's `message_id UNIQUE`, Oban's and River's unique jobs: a completed message stays
+    /// unique until it is pruned). An enqueue whose dedup key belongs to a `done` message still
+    /// retained (not yet [pruned](crate::QueueStore::prune)) is an
+    /// [`Enqueued::Duplicate`](crate::Enqueued::Duplicate) of it, so the ack itself is a
+    /// durable "processed" marker and a service needs no marker write of its own.
+    ///
+    /// `false` narrows uniqueness to messages that are not done: a key is free again once its
+    /// message is done (for jobs meant to recur under the same key).
+    ///
+    /// ```
+    /// use steadfast_dlq::QueueConfig;
+    ///
+    /// let config = QueueConfig::builder().remember_done("heartbeat", false).build()?;
+    /// assert!(!config.remembers_done("heartbeat"));
+    /// assert!(config.remembers_done("whatsapp"));
+    /// # Ok::<(), steadfast_dlq::Error>(())
+    /// ```
     pub fn remember_done(mut self, queue: impl Into<String>, remember: bool) -> Self {
         let queue = queue.into();
         self.check_queue(&queue);
-        if remember {
-            self.config.remember_done.insert(queue);
-        } else {
-            self.config.remember_done.remove(&queue);
-        }
+        self.config.remember_done.insert(queue, remember);
         self
     }
 

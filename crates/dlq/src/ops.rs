@@ -185,11 +185,11 @@ impl QueueStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertLevel {
-    /// Below the warning threshold.
+    /// At or below the warning threshold.
     Ok,
-    /// At or above the warning threshold.
+    /// Above the warning threshold, at or below the critical one.
     Warn,
-    /// At or above the critical threshold.
+    /// Above the critical threshold.
     Critical,
 }
 
@@ -200,26 +200,54 @@ impl AlertLevel {
     }
 }
 
-/// Dead-letter alert thresholds. Defaults are the seed system's: warn above 100, critical
-/// above 1000.
+/// Dead-letter alert thresholds: a count ABOVE a threshold alerts, as the seed's "> 100"
+/// and "> 1000" did. [`new`](Self::new)`(100, 1000)` is the default: 100 dead letters are ok,
+/// 101 warn, 1001 critical. Deserialising checks what `new` checks.
+///
+/// ```
+/// use steadfast_dlq::{AlertLevel, AlertThresholds};
+///
+/// let t = AlertThresholds::new(100, 1000)?;
+/// assert_eq!(t, AlertThresholds::default());
+/// assert_eq!(t.check(100), AlertLevel::Ok);
+/// assert_eq!(t.check(101), AlertLevel::Warn);
+/// assert_eq!(t.check(1001), AlertLevel::Critical);
+/// # Ok::<(), steadfast_dlq::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawAlertThresholds")]
 pub struct AlertThresholds {
     warn: u64,
     critical: u64,
 }
 
+/// The serde form, checked through [`AlertThresholds::new`].
+#[derive(Deserialize)]
+struct RawAlertThresholds {
+    warn: u64,
+    critical: u64,
+}
+
+impl TryFrom<RawAlertThresholds> for AlertThresholds {
+    type Error = crate::Error;
+
+    fn try_from(raw: RawAlertThresholds) -> Result<Self, Self::Error> {
+        AlertThresholds::new(raw.warn, raw.critical)
+    }
+}
+
 impl Default for AlertThresholds {
     fn default() -> Self {
         AlertThresholds {
-            warn: 101,
-            critical: 1001,
+            warn: 100,
+            critical: 1000,
         }
     }
 }
 
 impl AlertThresholds {
-    /// Alert at `warn` or more dead letters, critical at `critical` or more. `warn` must not
-    /// exceed `critical`.
+    /// Warn above `warn` dead letters, critical above `critical`. `warn` must not exceed
+    /// `critical`.
     pub fn new(warn: u64, critical: u64) -> Result<Self, crate::Error> {
         if warn > critical {
             return Err(crate::Error::InvalidConfig(format!(
@@ -229,15 +257,73 @@ impl AlertThresholds {
         Ok(AlertThresholds { warn, critical })
     }
 
-    /// The level for `dead` dead letters. The seed alerted on "> 100" and "> 1000"; the
-    /// defaults here are 101 and 1001 so that the same counts alert.
+    /// The warning threshold: more dead letters than this warn.
+    pub fn warn(&self) -> u64 {
+        self.warn
+    }
+
+    /// The critical threshold: more dead letters than this are critical.
+    pub fn critical(&self) -> u64 {
+        self.critical
+    }
+
+    /// The level for `dead` dead letters.
     pub fn check(&self, dead: u64) -> AlertLevel {
-        if dead >= self.critical {
+        if dead > self.critical {
             AlertLevel::Critical
-        } else if dead >= self.warn {
+        } else if dead > self.warn {
             AlertLevel::Warn
         } else {
             AlertLevel::Ok
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_have_one_meaning_above() {
+        let explicit = AlertThresholds::new(100, 1000).unwrap();
+        assert_eq!(explicit, AlertThresholds::default());
+        for t in [explicit, AlertThresholds::default()] {
+            assert_eq!(t.check(0), AlertLevel::Ok);
+            assert_eq!(t.check(100), AlertLevel::Ok);
+            assert_eq!(t.check(101), AlertLevel::Warn);
+            assert_eq!(t.check(1000), AlertLevel::Warn);
+            assert_eq!(t.check(1001), AlertLevel::Critical);
+        }
+        // Equal thresholds skip straight from ok to critical.
+        let t = AlertThresholds::new(5, 5).unwrap();
+        assert_eq!(
+            (t.check(5), t.check(6)),
+            (AlertLevel::Ok, AlertLevel::Critical)
+        );
+        assert_eq!(
+            AlertThresholds::new(0, 0).unwrap().check(1),
+            AlertLevel::Critical
+        );
+    }
+
+    #[test]
+    fn thresholds_are_checked_however_they_are_made() {
+        assert!(matches!(
+            AlertThresholds::new(10, 9),
+            Err(crate::Error::InvalidConfig(_))
+        ));
+        let t: AlertThresholds = serde_json::from_str(r#"{"warn":100,"critical":1000}"#).unwrap();
+        assert_eq!(t, AlertThresholds::default());
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"warn":100,"critical":1000}"#
+        );
+        let err = serde_json::from_str::<AlertThresholds>(r#"{"warn":10,"critical":9}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("warn threshold 10 is above critical threshold 9"),
+            "{err}"
+        );
     }
 }

@@ -101,15 +101,14 @@ proptest! {
                 }
                 // Invariants after every step.
                 let messages = all(&store).await;
-                let mut live_keys = HashSet::new();
+                let mut keys = HashSet::new();
                 for m in &messages {
                     prop_assert!(m.attempts <= m.max_attempts, "{m:?}");
                     prop_assert_eq!(m.state == State::Running, m.lease_owner.is_some());
                     prop_assert_eq!(m.lease_owner.is_some(), m.lease_expires_at.is_some());
-                    if m.state != State::Done {
-                        if let Some(k) = &m.dedup_key {
-                            prop_assert!(live_keys.insert(k.clone()), "two live messages share {k}");
-                        }
+                    // Done messages keep their keys until pruned (the default).
+                    if let Some(k) = &m.dedup_key {
+                        prop_assert!(keys.insert(k.clone()), "two retained messages share {k}");
                     }
                     let errors_attempts: Vec<u32> = m.errors.iter().map(|e| e.attempt).collect();
                     prop_assert!(errors_attempts.iter().all(|&a| a >= 1 && a <= m.max_attempts));

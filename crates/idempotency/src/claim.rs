@@ -90,6 +90,13 @@ impl Idempotency {
         Ok(self.config.key_rules.parse(raw)?)
     }
 
+    /// Validate an `Idempotency-Key` header value with the configured
+    /// [`KeyRules`](crate::KeyRules): a Structured Field string (`"key"`) is unquoted first
+    /// ([`KeyRules::parse_header`](crate::KeyRules::parse_header)).
+    pub fn parse_header_key(&self, raw: &[u8]) -> Result<IdempotencyKey, Error> {
+        Ok(self.config.key_rules.parse_header(raw)?)
+    }
+
     /// Claim `key` in `scope` for a request with `fingerprint`, at the clock's now.
     ///
     /// A store error gives `Err(Error::StoreUnavailable)` under [`StoreDown::FailClosed`]
@@ -237,6 +244,30 @@ impl Lease {
             tracing::warn!(key = %self.key, fence, "lease lost before completion; result not stored");
         }
         result
+    }
+
+    /// Record `stand_in` (a small "not replayable" answer) for a response whose body was over
+    /// the limit, counted in `Stats::too_large`: the operation ran, so a retry gets the
+    /// stand-in instead of running it again.
+    #[cfg(feature = "tower")]
+    pub(crate) async fn complete_too_large(
+        mut self,
+        stand_in: &StoredResponse,
+    ) -> Result<(), Error> {
+        self.settled = true;
+        let owner = &self.owner;
+        owner.count(Outcome::TooLarge);
+        owner
+            .store
+            .complete(
+                &self.scope,
+                &self.key,
+                self.fence,
+                stand_in,
+                owner.config.completed_ttl,
+                timestamp::now(&*owner.clock),
+            )
+            .await
     }
 
     /// Free the key so that a retry runs the operation again (e.g. after a 5xx).

@@ -75,6 +75,14 @@ pub enum KeyError {
         /// Byte offset of the first offending character.
         position: usize,
     },
+    /// A header value starting with `"` that is not one Structured Field string
+    /// (RFC 8941 §3.3.3): unterminated, a bad escape, a character outside `%x20-7E`, or
+    /// anything after the closing quote.
+    #[error("key is not a valid structured-field string: {reason}")]
+    MalformedString {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A configuration value that cannot work; returned by `build()`.

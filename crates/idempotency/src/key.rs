@@ -65,6 +65,53 @@ impl KeyRules {
         }
         Ok(IdempotencyKey(raw.to_owned()))
     }
+
+    /// Validate an `Idempotency-Key` header value. The IETF draft defines the field as a
+    /// Structured Field string (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`): a value starting
+    /// with `"` is unquoted first (RFC 8941 §4.2.5: `\"` and `\\` escapes) and a malformed
+    /// one is [`KeyError::MalformedString`]. Any other value is taken as the key itself, as
+    /// Stripe's clients send it. Parameters after the string (the draft defines none) are
+    /// refused rather than silently dropped.
+    pub fn parse_header(&self, raw: &[u8]) -> Result<IdempotencyKey, KeyError> {
+        // HTTP already strips the field's surrounding whitespace; RFC 8941 parsers drop
+        // leading and trailing spaces too.
+        let raw = raw.trim_ascii();
+        match raw.strip_prefix(b"\"") {
+            Some(quoted) => self.parse(&unquote(quoted)?),
+            None => match std::str::from_utf8(raw) {
+                Ok(s) => self.parse(s),
+                Err(e) => Err(KeyError::InvalidCharacter {
+                    position: e.valid_up_to(),
+                }),
+            },
+        }
+    }
+}
+
+/// The content of a Structured Field string whose opening quote is already consumed.
+fn unquote(rest: &[u8]) -> Result<String, KeyError> {
+    let malformed = |reason| Err(KeyError::MalformedString { reason });
+    let mut out = String::with_capacity(rest.len());
+    let mut bytes = rest.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => match bytes.next() {
+                Some(&e @ (b'"' | b'\\')) => out.push(char::from(e)),
+                Some(_) => return malformed("only \\\" and \\\\ may be escaped"),
+                None => return malformed("unterminated string"),
+            },
+            b'"' => {
+                return if bytes.as_slice().is_empty() {
+                    Ok(out)
+                } else {
+                    malformed("unexpected characters after the closing quote")
+                };
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => return malformed("character outside %x20-7E"),
+        }
+    }
+    malformed("unterminated string")
 }
 
 /// A validated idempotency key (or message id).
@@ -132,6 +179,42 @@ mod tests {
     }
 
     #[test]
+    fn header_values_plain_or_structured_string() {
+        let rules = KeyRules::default();
+        let key = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+        let parse = |raw: &str| rules.parse_header(raw.as_bytes());
+        assert_eq!(parse(key).unwrap().as_str(), key);
+        assert_eq!(parse(&format!("\"{key}\"")).unwrap().as_str(), key);
+        assert_eq!(parse(&format!("  \"{key}\" ")).unwrap().as_str(), key);
+        // Escapes unquote to the character itself.
+        assert_eq!(
+            parse(r#""abc\"def\\0123456789""#).unwrap().as_str(),
+            r#"abc"def\0123456789"#
+        );
+        let malformed = |raw: &str| matches!(parse(raw), Err(KeyError::MalformedString { .. }));
+        assert!(malformed(&format!("\"{key}")), "unterminated");
+        assert!(malformed(&format!("\"{key}\\")), "dangling escape");
+        assert!(malformed(&format!("\"{key}\\n\"")), "bad escape");
+        assert!(malformed(&format!("\"{key}\";p=1")), "parameters");
+        assert!(malformed(&format!("\"{key}\", \"{key}\"")), "a list");
+        assert!(malformed("\"0123456789abcdefé\""), "non-ASCII");
+        assert!(malformed("\"0123456789abcdef\t\""), "control character");
+        // Unquoted, the key rules still apply (a space is legal in an sf-string, not a key).
+        assert_eq!(
+            parse("\"0123456789 abcdef\""),
+            Err(KeyError::InvalidCharacter { position: 10 })
+        );
+        assert_eq!(
+            parse("\"short\""),
+            Err(KeyError::TooShort { len: 5, min: 16 })
+        );
+        assert!(matches!(
+            rules.parse_header(b"0123456789abcdef\xff"),
+            Err(KeyError::InvalidCharacter { position: 16 })
+        ));
+    }
+
+    #[test]
     fn bad_bounds_rejected() {
         assert!(KeyRules::new(0, 10).is_err());
         assert!(KeyRules::new(11, 10).is_err());
@@ -150,6 +233,18 @@ mod tests {
         fn visible_ascii_within_bounds_is_accepted(s in "[!-~]{16,255}") {
             let key = IdempotencyKey::parse(&s).unwrap();
             prop_assert_eq!(key.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn quoting_round_trips(s in "[!-~]{16,255}") {
+            let quoted = format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+            let key = KeyRules::default().parse_header(quoted.as_bytes()).unwrap();
+            prop_assert_eq!(key.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn header_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = KeyRules::default().parse_header(&bytes);
         }
 
         #[test]

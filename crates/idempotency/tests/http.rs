@@ -313,3 +313,177 @@ async fn layer_with_postgres_down() {
         .unwrap();
     store_down_scenario(Arc::new(PostgresStore::new(pool))).await;
 }
+
+fn memory_app(config: Config) -> (Idempotency, Arc<AppState>, Router) {
+    let idem = Idempotency::new(Arc::new(MemoryStore::new()), config);
+    let state = Arc::new(AppState::default());
+    let app = app(idem.clone(), Arc::clone(&state));
+    (idem, state, app)
+}
+
+#[tokio::test]
+async fn two_key_fields_are_refused() {
+    let (_, state, app) = memory_app(Config::default());
+    for keys in [
+        ["key-two-fields-00001", "key-two-fields-00002"],
+        ["key-two-fields-00001", "key-two-fields-00001"],
+    ] {
+        let mut req = post_req("/transfers", Some(keys[0]), "{}");
+        req.headers_mut()
+            .append("idempotency-key", keys[1].parse().unwrap());
+        let r = send(&app, req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem_code(&r), "invalid_idempotency_key");
+        let detail: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(
+            detail["detail"].as_str().unwrap().contains("got 2"),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        state.runs.load(Ordering::SeqCst),
+        0,
+        "the handler never ran"
+    );
+    // One field still works.
+    let r = send(
+        &app,
+        post_req("/transfers", Some("key-two-fields-00001"), "{}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn structured_field_string_keys_are_unquoted() {
+    let (_, state, app) = memory_app(Config::default());
+    let key = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+    let quoted = format!("\"{key}\"");
+    let first = send(&app, post_req("/transfers", Some(&quoted), "{}")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    // The quoted and the bare form are the same key.
+    let bare = send(&app, post_req("/transfers", Some(key), "{}")).await;
+    assert_eq!(bare.headers["idempotent-replayed"], "true");
+    assert_eq!(bare.body, first.body);
+    assert_eq!(state.runs.load(Ordering::SeqCst), 1);
+
+    for malformed in [
+        format!("\"{key}"),
+        format!("\"{key}\\n\""),
+        format!("\"{key}\";p=1"),
+        format!("\"{key}\", \"{key}\""),
+    ] {
+        let r = send(&app, post_req("/transfers", Some(&malformed), "{}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{malformed}");
+        assert_eq!(problem_code(&r), "invalid_idempotency_key");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("structured-field string"),
+            "{body}"
+        );
+    }
+    assert_eq!(state.runs.load(Ordering::SeqCst), 1);
+}
+
+/// A storable response over `max_response_bytes`: the client gets its head before the handler
+/// has produced the rest (no whole-body buffering), then all of it; the key is recorded as
+/// done but not replayable, so a retry neither replays nor runs the handler again.
+#[tokio::test]
+async fn large_responses_stream_and_are_not_replayed() {
+    use futures::channel::mpsc;
+    use futures::{SinkExt, StreamExt};
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    const LIMIT: usize = 64;
+    let config = Config::builder().max_response_bytes(LIMIT).build().unwrap();
+    let idem = Idempotency::new(Arc::new(MemoryStore::new()), config);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let feeds: Arc<Mutex<Vec<mpsc::Sender<Bytes>>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/export",
+            post({
+                let (runs, feeds) = (Arc::clone(&runs), Arc::clone(&feeds));
+                move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let (tx, rx) = mpsc::channel::<Bytes>(4);
+                    feeds.lock().unwrap().push(tx);
+                    (
+                        StatusCode::CREATED,
+                        Body::from_stream(rx.map(Ok::<_, Infallible>)),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/fits",
+            post(|| async { (StatusCode::CREATED, "y".repeat(LIMIT)) }),
+        )
+        .route(
+            "/declared",
+            post(|| async { (StatusCode::CREATED, "z".repeat(LIMIT + 1)) }),
+        )
+        .layer(IdempotencyLayer::new(idem.clone()));
+
+    let key = "export-key-00000001";
+    let request = tokio::spawn({
+        let app = app.clone();
+        async move {
+            app.oneshot(post_req("/export", Some(key), ""))
+                .await
+                .unwrap()
+        }
+    });
+    // Wait for the handler, then feed more than the limit but not the end of the body.
+    let mut feed = loop {
+        if let Some(tx) = feeds.lock().unwrap().pop() {
+            break tx;
+        }
+        tokio::task::yield_now().await;
+    };
+    feed.send(Bytes::from(vec![b'a'; 40])).await.unwrap();
+    feed.send(Bytes::from(vec![b'b'; 40])).await.unwrap();
+    // The response arrives while the body is still open: it was not buffered whole.
+    let response = tokio::time::timeout(Duration::from_secs(5), request)
+        .await
+        .expect("the response head comes before the body ends")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    feed.send(Bytes::from(vec![b'c'; 1000])).await.unwrap();
+    drop(feed);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let mut expected = vec![b'a'; 40];
+    expected.extend([b'b'; 40]);
+    expected.extend([b'c'; 1000]);
+    assert_eq!(body, Bytes::from(expected), "the whole response is sent");
+
+    // The retry: recorded as done, not replayable; the handler does not run again.
+    let retry = send(&app, post_req("/export", Some(key), "")).await;
+    assert_eq!(retry.status, StatusCode::CONFLICT);
+    assert_eq!(problem_code(&retry), "response_not_replayable");
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert!(retry.headers.get("retry-after").is_none());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // A declared length over the limit: sent whole, not replayable either.
+    let declared = send(&app, post_req("/declared", Some("declared-key-000001"), "")).await;
+    assert_eq!(declared.body.len(), LIMIT + 1);
+    let again = send(&app, post_req("/declared", Some("declared-key-000001"), "")).await;
+    assert_eq!(problem_code(&again), "response_not_replayable");
+
+    // Exactly at the limit: stored and replayed byte for byte.
+    let fits = send(&app, post_req("/fits", Some("fits-key-0000000001"), "")).await;
+    let replay = send(&app, post_req("/fits", Some("fits-key-0000000001"), "")).await;
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        (replay.status, replay.body.len()),
+        (StatusCode::CREATED, LIMIT)
+    );
+    assert_eq!(replay.body, fits.body);
+
+    assert_eq!(idem.stats().too_large, 2);
+}

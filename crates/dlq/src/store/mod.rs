@@ -27,8 +27,9 @@ pub(crate) mod postgres;
 #[async_trait]
 pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Stores one message; a duplicate dedup key returns the existing id as
-    /// [`Enqueued::Duplicate`] (a key is held while its message is not `done`, and after that
-    /// too on a queue that [remembers done keys](crate::QueueConfigBuilder::remember_done)).
+    /// [`Enqueued::Duplicate`] (a key is held until its message is pruned or deleted; on a
+    /// queue that [forgets done keys](crate::QueueConfigBuilder::remember_done), only while
+    /// its message is not `done`).
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_batch(vec![message]).await?;
         out.pop()

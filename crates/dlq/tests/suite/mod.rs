@@ -99,7 +99,10 @@ where
     case!(groups_run_in_order_one_at_a_time);
     case!(a_retrying_head_blocks_only_its_group);
     case!(an_expired_head_is_rescued_before_its_group_moves);
-    case!(remembered_done_keys_are_duplicates, |b| b
+    case!(done_keys_are_remembered_until_pruned, |b| b
+        .remember_done("forgetful", false));
+    case!(remember_done_can_be_narrowed_for_every_queue, |b| b
+        .default_remember_done(false)
         .remember_done("q", true));
 }
 
@@ -138,12 +141,12 @@ async fn dedup_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
         "a duplicate never overwrites"
     );
 
-    // Once done, the key is free again (unique while not done).
+    // By default a done message keeps its key (the seed's `message_id UNIQUE`, Oban, River).
     let claimed = s.claim("q", 10, LEASE).await.unwrap();
     let a = claimed.iter().find(|c| c.message.id == first.id()).unwrap();
     s.ack(&a.lease).await.unwrap();
     let after_done = s.enqueue(msg("q", 9).dedup_key("wamid.A")).await.unwrap();
-    assert!(matches!(after_done, Enqueued::New(id) if id != first.id()));
+    assert_eq!(after_done, Enqueued::Duplicate(first.id()));
 }
 
 async fn batch_is_all_or_nothing(s: &dyn QueueStore, _clock: &ManualClock) {
@@ -707,8 +710,13 @@ async fn stats_by_queue(s: &dyn QueueStore, clock: &ManualClock) {
     assert_eq!((b.count(State::Pending), b.count(State::Running)), (1, 1));
     assert_eq!(b.oldest_due_age, Duration::from_secs(5));
 
-    let thresholds = AlertThresholds::new(2, 3).unwrap();
+    // Above the warning threshold warns (2 > 1); at it is ok.
+    let thresholds = AlertThresholds::new(1, 3).unwrap();
     assert_eq!(thresholds.check(a.dead()), AlertLevel::Warn);
+    assert_eq!(
+        AlertThresholds::new(2, 3).unwrap().check(a.dead()),
+        AlertLevel::Ok
+    );
     assert_eq!(thresholds.check(b.dead()), AlertLevel::Ok);
     s.ack(&c.lease).await.unwrap();
     assert_eq!(s.stats().await.unwrap()[1].count(State::Done), 1);
@@ -1153,7 +1161,7 @@ async fn an_expired_head_is_rescued_before_its_group_moves(
     assert_eq!(got[0].message.id, a4);
 }
 
-async fn remembered_done_keys_are_duplicates(s: &dyn QueueStore, clock: &ManualClock) {
+async fn done_keys_are_remembered_until_pruned(s: &dyn QueueStore, clock: &ManualClock) {
     let first = s
         .enqueue(msg("q", 1).dedup_key("wamid.A"))
         .await
@@ -1161,7 +1169,8 @@ async fn remembered_done_keys_are_duplicates(s: &dyn QueueStore, clock: &ManualC
         .id();
     let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
     s.ack(&c.lease).await.unwrap();
-    // Queue "q" remembers done keys: the redelivery is a duplicate of the done message.
+    // Queue "q" remembers done keys (the default): the redelivery is a duplicate of the done
+    // message.
     assert_eq!(
         s.enqueue(msg("q", 2).dedup_key("wamid.A")).await.unwrap(),
         Enqueued::Duplicate(first)
@@ -1177,14 +1186,22 @@ async fn remembered_done_keys_are_duplicates(s: &dyn QueueStore, clock: &ManualC
     assert_eq!(out[0], Enqueued::Duplicate(first));
     assert!(!out[1].is_duplicate());
     assert_eq!(out[2], Enqueued::Duplicate(out[1].id()));
-    // Other queues keep today's behaviour: a done key is free again.
-    s.enqueue(msg("other", 1).dedup_key("wamid.A"))
+    // A queue told to forget: a done key is free again, a live one is still held.
+    let held = s
+        .enqueue(msg("forgetful", 1).dedup_key("wamid.A"))
         .await
-        .unwrap();
-    let c = s.claim("other", 1, LEASE).await.unwrap().remove(0);
+        .unwrap()
+        .id();
+    assert_eq!(
+        s.enqueue(msg("forgetful", 2).dedup_key("wamid.A"))
+            .await
+            .unwrap(),
+        Enqueued::Duplicate(held)
+    );
+    let c = s.claim("forgetful", 1, LEASE).await.unwrap().remove(0);
     s.ack(&c.lease).await.unwrap();
     assert!(
-        !s.enqueue(msg("other", 2).dedup_key("wamid.A"))
+        !s.enqueue(msg("forgetful", 3).dedup_key("wamid.A"))
             .await
             .unwrap()
             .is_duplicate()
@@ -1235,5 +1252,21 @@ async fn remembered_done_keys_are_duplicates(s: &dyn QueueStore, clock: &ManualC
             .await
             .unwrap();
         assert!(live.iter().all(|m| m.dedup_key.as_deref() != Some(&*key)));
+    }
+}
+
+async fn remember_done_can_be_narrowed_for_every_queue(s: &dyn QueueStore, _clock: &ManualClock) {
+    // default_remember_done(false), remember_done("q", true): only "q" keeps done keys.
+    for (queue, remembered) in [("q", true), ("other", false)] {
+        let first = s
+            .enqueue(msg(queue, 1).dedup_key("wamid.A"))
+            .await
+            .unwrap()
+            .id();
+        let c = s.claim(queue, 1, LEASE).await.unwrap().remove(0);
+        s.ack(&c.lease).await.unwrap();
+        let again = s.enqueue(msg(queue, 2).dedup_key("wamid.A")).await.unwrap();
+        assert_eq!(again == Enqueued::Duplicate(first), remembered, "{queue}");
+        assert_eq!(again.is_duplicate(), remembered, "{queue}");
     }
 }

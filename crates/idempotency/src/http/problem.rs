@@ -21,6 +21,9 @@ pub enum ProblemCode {
     BodyTooLarge,
     /// 422: the key was used with a different request.
     KeyReused,
+    /// 409: the request with this key already ran, but its response exceeded
+    /// `max_response_bytes` and was not stored: it is neither replayed nor run again.
+    ResponseNotReplayable,
     /// 500: the handler's response body could not be read.
     ResponseBody,
     /// 503: the idempotency store is unavailable (fail closed).
@@ -37,6 +40,7 @@ impl ProblemCode {
             ProblemCode::InFlight => "request_in_flight",
             ProblemCode::BodyTooLarge => "request_body_too_large",
             ProblemCode::KeyReused => "idempotency_key_reused",
+            ProblemCode::ResponseNotReplayable => "response_not_replayable",
             ProblemCode::ResponseBody => "response_body_error",
             ProblemCode::StoreUnavailable => "idempotency_store_unavailable",
         }
@@ -48,7 +52,7 @@ impl ProblemCode {
             ProblemCode::MissingKey | ProblemCode::InvalidKey | ProblemCode::InvalidBody => {
                 StatusCode::BAD_REQUEST
             }
-            ProblemCode::InFlight => StatusCode::CONFLICT,
+            ProblemCode::InFlight | ProblemCode::ResponseNotReplayable => StatusCode::CONFLICT,
             ProblemCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::ResponseBody => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +68,9 @@ impl ProblemCode {
             ProblemCode::InFlight => "A request with this Idempotency-Key is in progress",
             ProblemCode::BodyTooLarge => "Request body too large",
             ProblemCode::KeyReused => "Idempotency-Key reused with a different request",
+            ProblemCode::ResponseNotReplayable => {
+                "The request with this Idempotency-Key completed; its response was too large to replay"
+            }
             ProblemCode::ResponseBody => "Response body could not be read",
             ProblemCode::StoreUnavailable => "Idempotency store unavailable",
         }

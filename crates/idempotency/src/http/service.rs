@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -15,6 +17,7 @@ use tower_service::Service;
 
 use crate::claim::{Claim, Lease};
 use crate::error::Error;
+use crate::http::body::ResponseBody;
 use crate::http::layer::Settings;
 use crate::http::problem::{Problem, ProblemCode};
 use crate::http::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
@@ -52,13 +55,12 @@ where
     ReqB: Body + From<Bytes> + Send + 'static,
     ReqB::Data: Send,
     ReqB::Error: Into<BoxError>,
-    ResB: Body + From<Bytes> + Send + 'static,
-    ResB::Data: Send,
+    ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Response<ResB>, S::Error>;
+    type Future = ResponseFuture<Response<ResponseBody<ResB>>, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -77,19 +79,33 @@ async fn handle<S, ReqB, ResB>(
     mut inner: S,
     settings: Arc<Settings>,
     request: Request<ReqB>,
-) -> Result<Response<ResB>, S::Error>
+) -> Result<Response<ResponseBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     ReqB: Body + From<Bytes>,
     ReqB::Error: Into<BoxError>,
-    ResB: Body + From<Bytes>,
+    ResB: Body<Data = Bytes>,
     ResB::Error: Into<BoxError>,
 {
     if !settings.methods.contains(request.method()) {
-        return inner.call(request).await;
+        return pass(inner.call(request).await);
     }
     let idem = &settings.idempotency;
-    let key = match request.headers().get(IDEMPOTENCY_KEY) {
+    let mut fields = request.headers().get_all(IDEMPOTENCY_KEY).iter();
+    let (first, second) = (fields.next(), fields.next());
+    if second.is_some() {
+        // Which of two keys the client meant is a guess either way (the draft makes the
+        // field a single Item): refuse rather than protect the request under one of them.
+        return Ok(Problem::new(
+            ProblemCode::InvalidKey,
+            format!(
+                "one Idempotency-Key header field is allowed, got {}",
+                2 + fields.count()
+            ),
+        )
+        .into_response());
+    }
+    let key = match first {
         None if settings.required => {
             return Ok(Problem::new(
                 ProblemCode::MissingKey,
@@ -100,19 +116,13 @@ where
             )
             .into_response());
         }
-        None => return inner.call(request).await,
-        Some(raw) => {
-            let parsed = raw
-                .to_str()
-                .map_err(|_| "the header is not visible ASCII".to_owned())
-                .and_then(|s| idem.parse_key(s).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(key) => key,
-                Err(detail) => {
-                    return Ok(Problem::new(ProblemCode::InvalidKey, detail).into_response());
-                }
+        None => return pass(inner.call(request).await),
+        Some(raw) => match idem.parse_header_key(raw.as_bytes()) {
+            Ok(key) => key,
+            Err(e) => {
+                return Ok(Problem::new(ProblemCode::InvalidKey, e.to_string()).into_response());
             }
-        }
+        },
     };
 
     let (parts, body) = request.into_parts();
@@ -145,7 +155,7 @@ where
 
     let lease = match idem.claim(&scope, &key, fingerprint).await {
         Ok(Claim::Execute(lease)) => lease,
-        Ok(Claim::Unprotected) => return inner.call(request).await,
+        Ok(Claim::Unprotected) => return pass(inner.call(request).await),
         Ok(Claim::Replay(stored)) => return Ok(replay(&stored)),
         Ok(Claim::InFlight { retry_after }) => {
             return Ok(Problem::new(
@@ -180,22 +190,56 @@ where
     };
     if !idem.config().should_store(response.status().as_u16()) {
         settle_release(lease).await;
-        return Ok(response);
+        return pass(Ok(response));
     }
+    let limit = idem.config().max_response_bytes();
     let (parts, body) = response.into_parts();
-    // Turn the body error into a string at once: it need not be `Send`, and must not be
-    // held across the release below.
-    let collected = body.collect().await.map_err(|e| {
-        let e: BoxError = e.into();
-        e.to_string()
-    });
-    let body = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(detail) => {
-            settle_release(lease).await;
-            return Ok(Problem::new(ProblemCode::ResponseBody, detail).into_response());
+    let mut body = Box::pin(body);
+    // Read at most `limit` bytes (plus the chunk that crosses it) before deciding: a
+    // response that fits is stored before it is sent, so a retry that follows the answer
+    // always replays it; a larger one is never held whole in memory.
+    let mut head = VecDeque::new();
+    let mut read = 0usize;
+    // A declared length (Content-Length) over the limit needs no reading at all.
+    let mut too_large = body.size_hint().lower() > limit as u64;
+    while !too_large {
+        // Turn the body error into a string at once: it need not be `Send`, and must not be
+        // held across the release below.
+        let frame = body.frame().await.map(|f| {
+            f.map_err(|e| {
+                let e: BoxError = e.into();
+                e.to_string()
+            })
+        });
+        match frame {
+            None => break,
+            // Trailers are not stored (they end the body anyway).
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read += data.len();
+                    head.push_back(data);
+                    too_large = read > limit;
+                }
+            }
+            Some(Err(detail)) => {
+                settle_release(lease).await;
+                return Ok(Problem::new(ProblemCode::ResponseBody, detail).into_response());
+            }
         }
-    };
+    }
+    if too_large {
+        // The handler ran: a retry must not run it again (the draft's and Stripe's promise),
+        // so the key is completed with a small "not replayable" answer instead of released.
+        let stand_in = not_replayable(read, limit);
+        if let Err(e) = lease.complete_too_large(&stand_in).await {
+            tracing::warn!(key = %key, error = %e, "too-large response not recorded");
+        }
+        return Ok(Response::from_parts(
+            parts,
+            ResponseBody::resumed(head, body),
+        ));
+    }
+    let body = concat(head, read);
     let stored = StoredResponse::new(
         parts.status.as_u16(),
         parts
@@ -212,7 +256,47 @@ where
             tracing::warn!(key = %key, error = %e, "idempotent response not stored");
         }
     }
-    Ok(Response::from_parts(parts, ResB::from(body)))
+    Ok(Response::from_parts(parts, ResponseBody::full(body)))
+}
+
+/// The handler's response, its body streamed through untouched.
+fn pass<B, E>(response: Result<Response<B>, E>) -> Result<Response<ResponseBody<B>>, E> {
+    response.map(|r| r.map(ResponseBody::streamed))
+}
+
+fn concat(mut chunks: VecDeque<Bytes>, len: usize) -> Bytes {
+    if chunks.len() <= 1 {
+        return chunks.pop_front().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for chunk in chunks {
+        out.extend_from_slice(&chunk);
+    }
+    out.freeze()
+}
+
+/// What a retry of a request whose response was too large to store gets back.
+fn not_replayable(read: usize, limit: usize) -> StoredResponse {
+    let size = if read > limit {
+        format!("more than {limit} bytes (at least {read})")
+    } else {
+        format!("declared larger than {limit} bytes")
+    };
+    let problem = Problem::new(
+        ProblemCode::ResponseNotReplayable,
+        format!(
+            "the request with this key already ran; its response ({size}) was too large to \
+             store, so it cannot be replayed and the request is not run again"
+        ),
+    );
+    StoredResponse::new(
+        problem.code().status().as_u16(),
+        [(
+            "content-type",
+            Bytes::from_static(b"application/problem+json"),
+        )],
+        Bytes::from(problem.body().to_string()),
+    )
 }
 
 async fn settle_release(lease: Lease) {
@@ -222,8 +306,8 @@ async fn settle_release(lease: Lease) {
     }
 }
 
-fn replay<B: From<Bytes>>(stored: &StoredResponse) -> Response<B> {
-    let mut response = Response::new(B::from(stored.body().clone()));
+fn replay<B>(stored: &StoredResponse) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(stored.body().clone()));
     *response.status_mut() =
         StatusCode::from_u16(stored.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
