@@ -199,8 +199,10 @@ impl Registry {
     }
 
     /// Calls `service` through the registry: picks an endpoint, runs `op` on it under the
-    /// service's call timeout and the endpoint's breaker, and on failure retries on another
-    /// endpoint per the service's retry policy. If every attempt fails and the service has a
+    /// service's call timeout and the endpoint's breaker, and on failure retries per the
+    /// service's retry policy: on an endpoint this call has not tried while one admits it, else
+    /// on a tried one whose breaker admits it (the untried ones refused: half-open with their
+    /// probes out). If every attempt fails and the service has a
     /// [`fallback_service`](crate::ServiceConfigBuilder::fallback_service), the same `op`
     /// runs against that service; if it fails too, the primary's error is returned.
     ///
@@ -209,7 +211,8 @@ impl Registry {
     /// `error_for_status()`): an `Ok` is a breaker success.
     ///
     /// Not retried: [`Error::UnknownService`], [`Error::NoHealthyEndpoint`] and
-    /// [`Error::Rejected`] (nothing to retry on now: go to the fallback instead of waiting).
+    /// [`Error::Rejected`] (every eligible endpoint's breaker refused, tried or not: nothing to
+    /// retry on now, so go to the fallback instead of waiting).
     ///
     /// ```no_run
     /// # async fn demo(registry: steadfast_service_registry::Registry, client: reqwest::Client) {

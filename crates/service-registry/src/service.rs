@@ -132,7 +132,9 @@ impl Service {
     }
 
     /// Chooses an endpoint and acquires its breaker permit, preferring endpoints not in
-    /// `tried` (the ones this call already used).
+    /// `tried` (the ones this call already used) and falling back to those.
+    ///
+    /// [`Error::Rejected`] only when every endpoint in the pool refused a permit.
     pub(crate) fn select(
         &self,
         events: &broadcast::Sender<RegistryEvent>,
@@ -153,7 +155,7 @@ impl Service {
             }
         }
         let panic = self.update_panic(eligible.len(), live, events);
-        let mut pool = if panic {
+        let pool = if panic {
             // Panic mode: everything but the draining endpoints.
             self.members
                 .iter()
@@ -172,37 +174,38 @@ impl Service {
                 service: self.name.to_string(),
             });
         }
-        // Move to an endpoint this call has not tried, while there is one.
-        if !tried.is_empty() && pool.iter().any(|s| !tried.contains(&s.index)) {
-            pool.retain(|s| !tried.contains(&s.index));
-        }
+        // Untried endpoints first; when every one of them refuses, back to the tried ones
+        // whose breakers still admit a call: a retry gives up only when every endpoint's
+        // breaker refused (what `Error::Rejected` says), not when the untried ones did.
+        let (untried, tried_pool): (Vec<_>, Vec<_>) =
+            pool.into_iter().partition(|s| !tried.contains(&s.index));
         let mut retry_after: Option<Duration> = None;
-        while !pool.is_empty() {
-            let pick = self
-                .balancer
-                .pick(self.config.balance, &pool, tried.is_empty());
-            let slot = pool[pick];
-            let member = &self.members[slot.index];
-            match member.breaker.try_acquire_owned() {
-                Ok(permit) => {
-                    return Ok(Lease::new(
-                        Arc::clone(member),
-                        slot.index,
-                        Some(permit),
-                        panic,
-                    ));
-                }
-                // Panic mode overrides the breaker too; the call goes unrecorded.
-                Err(_) if panic => {
-                    return Ok(Lease::new(Arc::clone(member), slot.index, None, panic));
-                }
-                Err(rejected) => {
-                    // Half-open with its probes in use, or opened since `observe`.
-                    member.observe(events, None);
-                    if let Some(after) = rejected.retry_after {
-                        retry_after = Some(retry_after.map_or(after, |d| d.min(after)));
+        for (mut pool, advance) in [(untried, tried.is_empty()), (tried_pool, false)] {
+            while !pool.is_empty() {
+                let pick = self.balancer.pick(self.config.balance, &pool, advance);
+                let slot = pool[pick];
+                let member = &self.members[slot.index];
+                match member.breaker.try_acquire_owned() {
+                    Ok(permit) => {
+                        return Ok(Lease::new(
+                            Arc::clone(member),
+                            slot.index,
+                            Some(permit),
+                            panic,
+                        ));
                     }
-                    pool.swap_remove(pick);
+                    // Panic mode overrides the breaker too; the call goes unrecorded.
+                    Err(_) if panic => {
+                        return Ok(Lease::new(Arc::clone(member), slot.index, None, panic));
+                    }
+                    Err(rejected) => {
+                        // Half-open with its probes in use, or opened since `observe`.
+                        member.observe(events, None);
+                        if let Some(after) = rejected.retry_after {
+                            retry_after = Some(retry_after.map_or(after, |d| d.min(after)));
+                        }
+                        pool.swap_remove(pick);
+                    }
                 }
             }
         }

@@ -400,6 +400,84 @@ async fn a_failed_call_says_whether_only_probes_ran_and_when_to_come_back() {
     assert_eq!(registry.retry_after("nope"), None);
 }
 
+/// One endpoint half-open with its single probe taken, the other closed but failing: the
+/// retry goes back to the closed one (its breaker admits it) up to the policy's attempts, and
+/// the caller hears of the last call's failure, not of a refusal that only one breaker made.
+#[tokio::test]
+async fn a_retry_returns_to_a_tried_endpoint_when_the_untried_ones_refuse() {
+    let (probing, failing) = (
+        TestServer::start("probing").await,
+        TestServer::start("failing").await,
+    );
+    failing.set_work(Mode::Fail);
+    let one_probe = BreakerConfig::builder()
+        .failure_rate_threshold(50.0)
+        .count_window(100)
+        .minimum_calls(100)
+        .half_open_permits(1)
+        .open_duration(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let registry = Registry::new();
+    registry
+        .register(
+            config("svc", &[&probing, &failing])
+                .breaker(one_probe)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let half_open = registry.breaker("svc", &probing.url).unwrap();
+    half_open.transition_to_half_open();
+    let probe = half_open.try_acquire_owned().unwrap();
+    assert!(probe.is_probe());
+
+    let client = reqwest::Client::new();
+    let mut calls_before_fallback = None;
+    let err = registry
+        .call_with_fallback(
+            "svc",
+            |endpoint| {
+                let request = client.post(endpoint.join("/work"));
+                async move { request.send().await?.error_for_status() }
+            },
+            |e| {
+                calls_before_fallback = Some(failing.hits());
+                std::future::ready(Err(e))
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failing.hits(),
+        3,
+        "every attempt of the policy ran: {err:?}"
+    );
+    assert_eq!(probing.hits(), 0);
+    assert!(
+        matches!(&err, CallError::Failed { probe: false, endpoint, .. } if *endpoint == failing.url),
+        "the last real failure, not Rejected: {err:?}"
+    );
+    assert_eq!(
+        calls_before_fallback,
+        Some(3),
+        "the fallback ran after the attempts"
+    );
+    assert_eq!(half_open.state(), State::HalfOpen, "its probe is still out");
+
+    // Only when every endpoint's breaker refuses is the answer `Rejected`, and no call is made.
+    let other = registry.breaker("svc", &failing.url).unwrap();
+    other.transition_to_half_open();
+    let other_probe = other.try_acquire_owned().unwrap();
+    let err = work(&registry, &client, "svc").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Unavailable(Error::Rejected { .. })),
+        "{err:?}"
+    );
+    assert_eq!((failing.hits(), probing.hits()), (3, 0));
+    drop((probe, other_probe));
+}
+
 #[tokio::test]
 async fn a_lease_says_whether_it_holds_a_probe() {
     let a = TestServer::start("a").await;

@@ -14,7 +14,10 @@ mod types;
 pub use definition::{DEFAULT_HISTORY_LIMIT, Definition, DefinitionBuilder, Edge, Transition};
 pub use error::Error;
 pub use instance::{HistoryRecord, Instance};
-pub use machines::{Applied, DEFAULT_CONFLICT_RETRIES, Machines, SweepReport};
+pub use machines::{
+    Applied, DEFAULT_CONFLICT_RETRIES, DEFAULT_FAILURE_BACKOFF, DEFAULT_FAILURE_BACKOFF_MAX,
+    Machines, SWEEP_FAILURES_KEY, SweepReport,
+};
 pub use registry::{Registry, Restored};
 #[cfg(feature = "postgres")]
 pub use store::PostgresSnapshots;

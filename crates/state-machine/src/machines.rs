@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -16,6 +17,18 @@ use crate::types::{Event, StateId};
 
 /// Default number of reload-and-retry rounds [`Machines::send`] makes on a version conflict.
 pub const DEFAULT_CONFLICT_RETRIES: u32 = 5;
+
+/// Default first delay before the sweeper retries an instance it could not fire (see
+/// [`Machines::failure_backoff`]).
+pub const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Default longest delay between the sweeper's retries of an instance it could not fire.
+pub const DEFAULT_FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(3600);
+
+/// The key, at the top of a stored instance's JSON, where the sweeper counts its consecutive
+/// failures to fire that instance. [`Instance`] does not read it, so the next typed save (an
+/// event sent, or the timeout finally fired) drops it and the count starts again.
+pub const SWEEP_FAILURES_KEY: &str = "sweep_failures";
 
 /// What [`Machines::send`] did: the transition and the instance as saved.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +49,14 @@ pub struct SweepReport<S> {
     /// sweep sees them again if still due).
     pub conflicts: Vec<String>,
     /// Keys whose instance could not be restored or whose timeout event has no transition.
-    /// They stay due: fix the definition (or delete the key).
+    /// Each is saved again with a later due time (see [`backed_off`](Self::backed_off)), so
+    /// that it does not hold its place at the head of the due order: fix the definition (or
+    /// delete the key), and the next sweep after its new due time fires it.
     pub failed: Vec<(String, Error)>,
+    /// Failed keys moved back in the due order: the key, how many sweeps in a row failed on
+    /// it (this one included), and the due time it now has. A failed key missing here was
+    /// saved by someone else meanwhile (their save stands) or its store save failed.
+    pub backed_off: Vec<(String, u32, DateTime<Utc>)>,
 }
 
 impl<S> Default for SweepReport<S> {
@@ -46,6 +65,7 @@ impl<S> Default for SweepReport<S> {
             fired: Vec::new(),
             conflicts: Vec::new(),
             failed: Vec::new(),
+            backed_off: Vec::new(),
         }
     }
 }
@@ -60,6 +80,7 @@ pub struct Machines<S: StateId, E: Event, C> {
     current: Arc<Definition<S, E, C>>,
     store: Arc<dyn SnapshotStore>,
     conflict_retries: u32,
+    failure_backoff: (Duration, Duration),
 }
 
 impl<S: StateId, E: Event, C> Clone for Machines<S, E, C> {
@@ -69,6 +90,7 @@ impl<S: StateId, E: Event, C> Clone for Machines<S, E, C> {
             current: self.current.clone(),
             store: self.store.clone(),
             conflict_retries: self.conflict_retries,
+            failure_backoff: self.failure_backoff,
         }
     }
 }
@@ -79,6 +101,7 @@ impl<S: StateId, E: Event, C> fmt::Debug for Machines<S, E, C> {
             .field("definition", &self.current.name())
             .field("version", &self.current.version())
             .field("conflict_retries", &self.conflict_retries)
+            .field("failure_backoff", &self.failure_backoff)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +122,7 @@ where
             current: definition,
             store,
             conflict_retries: DEFAULT_CONFLICT_RETRIES,
+            failure_backoff: (DEFAULT_FAILURE_BACKOFF, DEFAULT_FAILURE_BACKOFF_MAX),
         }
     }
 
@@ -123,6 +147,7 @@ where
             current,
             store,
             conflict_retries: DEFAULT_CONFLICT_RETRIES,
+            failure_backoff: (DEFAULT_FAILURE_BACKOFF, DEFAULT_FAILURE_BACKOFF_MAX),
         })
     }
 
@@ -130,6 +155,16 @@ where
     /// (default [`DEFAULT_CONFLICT_RETRIES`]).
     pub fn conflict_retries(mut self, retries: u32) -> Self {
         self.conflict_retries = retries;
+        self
+    }
+
+    /// How long [`sweep`](Self::sweep) moves back an instance it could not fire: `first` after
+    /// its first failure, doubling on each further failure in a row, never more than `max`
+    /// (raised to `first` if smaller). Defaults [`DEFAULT_FAILURE_BACKOFF`] and
+    /// [`DEFAULT_FAILURE_BACKOFF_MAX`]. A zero `first` still moves a failed instance behind
+    /// every instance due before the sweep's `now`.
+    pub fn failure_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.failure_backoff = (first, max.max(first));
         self
     }
 
@@ -320,37 +355,86 @@ where
     /// meanwhile is left alone and reported as a conflict). Call it periodically; it never
     /// fails as a whole for one bad instance.
     ///
+    /// An instance that cannot be fired (it cannot be restored, or its timeout event has no
+    /// transition) is reported in [`failed`](SweepReport::failed) and saved back unchanged
+    /// but for a later due time (see [`failure_backoff`](Self::failure_backoff)) and its
+    /// failure count ([`SWEEP_FAILURES_KEY`]), so that `limit` such instances cannot keep
+    /// every healthy one from firing.
+    ///
     /// # Errors
     /// [`Error::Store`] when the due instances cannot be listed.
     pub async fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Result<SweepReport<S>, Error> {
         let mut report = SweepReport::default();
         for snapshot in self.store.due(now, limit).await? {
             let key = snapshot.key;
-            let (def, mut instance) = match self.registry.restore(snapshot.instance) {
-                Ok(found) => found,
-                Err(e) => {
-                    report.failed.push((key, e));
-                    continue;
+            // Kept raw: a failed instance is saved back as it was stored, not re-serialised.
+            let raw = snapshot.instance.clone();
+            let failure = match self.registry.restore(snapshot.instance) {
+                Err(e) => Some(e),
+                Ok((def, mut instance)) => {
+                    instance.version = snapshot.version;
+                    // The stored due time is an index; the instance decides (Postgres rounds
+                    // to µs).
+                    let Some(event) = def.due(&instance, now) else {
+                        continue;
+                    };
+                    match def.send(&mut instance, event, now) {
+                        Err(e) => Some(e),
+                        Ok(transition) => {
+                            match self.save(&key, &mut instance).await {
+                                Ok(()) => report.fired.push((key.clone(), transition)),
+                                Err(e) if e.is_conflict() => report.conflicts.push(key.clone()),
+                                Err(e) => report.failed.push((key.clone(), e)),
+                            }
+                            None
+                        }
+                    }
                 }
             };
-            instance.version = snapshot.version;
-            // The stored due time is an index; the instance decides (Postgres rounds to µs).
-            let Some(event) = def.due(&instance, now) else {
-                continue;
-            };
-            let transition = match def.send(&mut instance, event, now) {
-                Ok(t) => t,
-                Err(e) => {
-                    report.failed.push((key, e));
-                    continue;
-                }
-            };
-            match self.save(&key, &mut instance).await {
-                Ok(()) => report.fired.push((key, transition)),
-                Err(e) if e.is_conflict() => report.conflicts.push(key),
-                Err(e) => report.failed.push((key, e)),
+            if let Some(e) = failure {
+                report.failed.push((key.clone(), e));
+                self.back_off(&key, snapshot.version, raw, now, &mut report)
+                    .await;
             }
         }
         Ok(report)
+    }
+
+    /// Saves a failed instance's stored JSON back with its failure count raised and its due
+    /// time moved to `now` plus the backoff. A conflict means someone saved it meanwhile:
+    /// their save stands, and decides its due time.
+    async fn back_off(
+        &self,
+        key: &str,
+        version: u64,
+        mut raw: serde_json::Value,
+        now: DateTime<Utc>,
+        report: &mut SweepReport<S>,
+    ) {
+        let failures = raw
+            .get(SWEEP_FAILURES_KEY)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+            .saturating_add(1);
+        if let Some(object) = raw.as_object_mut() {
+            object.insert(SWEEP_FAILURES_KEY.to_owned(), failures.into());
+        }
+        let (first, max) = self.failure_backoff;
+        let delay = first
+            .checked_mul(1u32.checked_shl(failures - 1).unwrap_or(u32::MAX))
+            .map_or(max, |d| d.min(max));
+        let due_at = TimeDelta::from_std(delay)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if self
+            .store
+            .save(key, version, &raw, Some(due_at))
+            .await
+            .is_ok()
+        {
+            report.backed_off.push((key.to_owned(), failures, due_at));
+        }
     }
 }

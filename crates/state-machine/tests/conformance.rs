@@ -31,6 +31,7 @@ async fn conformance(store: Arc<dyn SnapshotStore>) {
     concurrent_sends_lose_nothing(store.clone()).await;
     sweeper_fires_timeouts_exactly_when_due(store.clone()).await;
     sweeper_backs_off_when_a_writer_saved_first(store.clone()).await;
+    failing_instances_do_not_starve_the_sweeper(store.clone()).await;
     update_applies_several_events_atomically(store.clone()).await;
     update_from_starts_from_the_callers_copy(store.clone()).await;
     stored_old_versions_are_migrated(store.clone()).await;
@@ -413,6 +414,129 @@ async fn sweeper_backs_off_when_a_writer_saved_first(store: Arc<dyn SnapshotStor
     let report = plain.sweep(at, 100).await.unwrap();
     assert_eq!(report.fired.len(), 1);
     plain.store().delete("race-sweep").await.unwrap();
+}
+
+/// Instances the sweeper cannot fire (a timeout event without a transition, a snapshot that
+/// cannot be restored) are moved back in the due order with a bounded, doubling backoff, so
+/// that `limit` of them cannot keep a healthy instance from ever firing.
+async fn failing_instances_do_not_starve_the_sweeper(store: Arc<dyn SnapshotStore>) {
+    use ConvState::{AwaitingInput, Error as Stuck, Idle};
+    let ten = std::time::Duration::from_secs(10);
+    // `Stuck` times out with an event nothing handles; `AwaitingInput` times out to `Idle`.
+    let def = Arc::new(
+        Definition::<ConvState, ConvEvent, ConvContext>::builder("starve", 1)
+            .state(Idle)
+            .state(AwaitingInput)
+            .state(Stuck)
+            .transition(Idle, ConvEventKind::Start, AwaitingInput)
+            .transition(Idle, ConvEventKind::Fail, Stuck)
+            .transition(AwaitingInput, ConvEventKind::Timeout, Idle)
+            .transition(Stuck, ConvEventKind::Reset, Idle)
+            .after(AwaitingInput, ten, ConvEvent::Timeout)
+            .after(Stuck, ten, ConvEvent::Timeout)
+            .build()
+            .unwrap(),
+    );
+    let first = TimeDelta::minutes(1);
+    let machines = Machines::new(def, store.clone()).failure_backoff(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(150),
+    );
+    let start = t0() + TimeDelta::days(30);
+    machines
+        .send(
+            "starve-stuck",
+            ConvEvent::Fail { reason: "x".into() },
+            start,
+        )
+        .await
+        .unwrap();
+    // A snapshot no registered definition can restore, due as early.
+    store
+        .save(
+            "starve-gone",
+            0,
+            &json!({"definition": "retired", "definition_version": 9}),
+            Some(start + secs(10)),
+        )
+        .await
+        .unwrap();
+    machines
+        .send("starve-healthy", ConvEvent::Start, start + secs(1))
+        .await
+        .unwrap();
+    let ours = |keys: Vec<String>| {
+        keys.into_iter()
+            .filter(|k| k.starts_with("starve-"))
+            .collect::<Vec<_>>()
+    };
+
+    // Two failing instances come first in the due order; a limit of two takes only them.
+    let at = start + secs(20);
+    let report = machines.sweep(at, 2).await.unwrap();
+    assert!(report.fired.is_empty(), "{report:?}");
+    let failed = ours(report.failed.iter().map(|(k, _)| k.clone()).collect());
+    assert_eq!(failed, ["starve-gone", "starve-stuck"], "{report:?}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|(_, e)| matches!(e, Error::NoTransition { .. }))
+    );
+    let mut backed: Vec<_> = report.backed_off.clone();
+    backed.sort();
+    assert_eq!(
+        backed,
+        [
+            ("starve-gone".to_owned(), 1, at + first),
+            ("starve-stuck".to_owned(), 1, at + first)
+        ]
+    );
+    // The count is recorded with the stored instance.
+    let stuck = store.load("starve-stuck").await.unwrap().unwrap();
+    assert_eq!(
+        (stuck.due_at, &stuck.instance["sweep_failures"]),
+        (Some(at + first), &json!(1))
+    );
+
+    // They no longer block: the next sweep, same limit, fires the healthy one.
+    let report = machines.sweep(at, 2).await.unwrap();
+    let fired: Vec<_> = report.fired.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(fired, ["starve-healthy"], "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+
+    // Failing again doubles the delay, up to the maximum (150 s).
+    let later = at + first;
+    let report = machines.sweep(later, 10).await.unwrap();
+    assert!(
+        report
+            .backed_off
+            .contains(&("starve-stuck".to_owned(), 2, later + first * 2)),
+        "{report:?}"
+    );
+    let latest = later + first * 2;
+    let report = machines.sweep(latest, 10).await.unwrap();
+    assert!(
+        report
+            .backed_off
+            .contains(&("starve-stuck".to_owned(), 3, latest + secs(150))),
+        "{report:?}"
+    );
+
+    // An event that moves the instance on drops the count and the backoff with it.
+    let applied = machines
+        .send("starve-stuck", ConvEvent::Reset, latest)
+        .await
+        .unwrap();
+    assert_eq!(applied.instance.state(), Idle);
+    let stuck = store.load("starve-stuck").await.unwrap().unwrap();
+    assert_eq!(
+        (stuck.due_at, stuck.instance.get("sweep_failures")),
+        (None, None)
+    );
+    for key in ["starve-stuck", "starve-gone", "starve-healthy"] {
+        store.delete(key).await.unwrap();
+    }
 }
 
 async fn update_applies_several_events_atomically(store: Arc<dyn SnapshotStore>) {
