@@ -6,6 +6,8 @@ mod error;
 mod message;
 mod ops;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod worker;
 

@@ -1,16 +1,16 @@
-//! The `QueueStore` conformance suite on every adapter.
-
-mod suite;
+//! The `QueueStore` conformance suite on every adapter, run through its export
+//! (`steadfast_dlq::testing`), as a third party's store would run it.
 
 use std::sync::Arc;
 
+use steadfast_dlq::testing::conformance;
 use steadfast_dlq::{MemoryQueue, QueueStore};
 
 #[tokio::test]
 async fn memory_queue_conforms() {
-    suite::run(|config| async move {
+    conformance(|config| async move {
         let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::with_config(config));
-        Some((store, Box::new(()) as Box<dyn std::any::Any + Send>))
+        Some((store, ()))
     })
     .await;
 }
@@ -19,12 +19,12 @@ async fn memory_queue_conforms() {
 #[tokio::test]
 async fn postgres_queue_conforms() {
     use steadfast_dlq::PostgresQueue;
-    suite::run(|config| async move {
+    conformance(|config| async move {
         let pg = steadfast_testkit::postgres().await?;
         PostgresQueue::migrate(pg.pool()).await.unwrap();
         let store: Arc<dyn QueueStore> =
             Arc::new(PostgresQueue::with_config(pg.pool().clone(), config));
-        Some((store, Box::new(pg) as Box<dyn std::any::Any + Send>))
+        Some((store, pg))
     })
     .await;
 }

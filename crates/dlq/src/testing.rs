@@ -1,23 +1,36 @@
-//! The one conformance suite for `QueueStore`, run against every adapter.
+//! The conformance suite every [`QueueStore`] must pass, for adapter authors (feature `testing`).
 //!
-//! Each case gets a fresh store whose clock is a `ManualClock` and whose retry policy is
-//! `policy()`: time moves only when the case says so, on memory and Postgres alike.
+//! [`conformance`] runs each case against a fresh store that the caller builds from the
+//! [`QueueConfig`] it is handed: that config carries a [`ManualClock`], so time moves only when
+//! a case says so, and the retry policy [`policy`]. A violation panics with the case's name on
+//! stderr (`conformance case: ...`) and an assertion message, which is what a test wants. Our own
+//! memory and Postgres stores run this same suite (`tests/conformance.rs`).
+//!
+//! ```rust,no_run
+//! use std::sync::Arc;
+//! use steadfast_dlq::{MemoryQueue, QueueStore};
+//!
+//! # async fn demo() {
+//! steadfast_dlq::testing::conformance(|config| async move {
+//!     let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::with_config(config));
+//!     Some((store, ()))
+//! })
+//! .await;
+//! # }
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use serde_json::json;
-use steadfast_dlq::{
+use crate::{
     AlertLevel, AlertThresholds, Enqueued, Error, Failure, Filter, HORIZON_PASSED, LEASE_EXPIRED,
     ManualClock, NewMessage, Page, QueueConfig, QueueConfigBuilder, QueueStore, Retention, Snooze,
     State,
 };
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
 use steadfast_retry::{Jitter, RetryPolicy};
-
-/// A fresh store, and whatever must live as long as it (a test schema).
-pub type Made = (Arc<dyn QueueStore>, Box<dyn std::any::Any + Send>);
 
 const LEASE: Duration = Duration::from_secs(30);
 const SEC: Duration = Duration::from_secs(1);
@@ -27,7 +40,8 @@ fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
 }
 
-/// 3 attempts; waits of 1 s then 2 s (doubling, capped at 60 s), no jitter.
+/// The default retry policy of every case's config: 3 attempts; waits of 1 s then 2 s
+/// (doubling, capped at 60 s), no jitter.
 pub fn policy() -> RetryPolicy {
     RetryPolicy::builder()
         .exponential(SEC, 2.0)
@@ -42,11 +56,17 @@ fn msg(queue: &str, n: u32) -> NewMessage {
     NewMessage::new(queue, json!({ "n": n }))
 }
 
-/// Runs every case; `make` builds a fresh store from a config (or `None` to skip: service down).
-pub async fn run<F, Fut>(make: F)
+/// Runs every case of the suite, each on a fresh store, and panics at the first violation.
+///
+/// `make` builds an empty store from the config it is given (its clock, its retry policies,
+/// its horizons and remembered-done-key settings: the store must honour them all) and returns
+/// it with a guard, anything that must live as long as the store (a test schema, a temporary
+/// directory; `()` if nothing). The guard is dropped after the store, at the end of the case.
+/// Return `None` to skip the rest of the suite, e.g. when the database is not reachable.
+pub async fn conformance<F, Fut, G>(make: F)
 where
     F: Fn(QueueConfig) -> Fut,
-    Fut: Future<Output = Option<Made>>,
+    Fut: Future<Output = Option<(Arc<dyn QueueStore>, G)>>,
 {
     macro_rules! case {
         ($name:ident) => {
@@ -487,12 +507,7 @@ async fn ack_batch_skips_lost_leases(s: &dyn QueueStore, clock: &ManualClock) {
     assert_eq!(s.ack_batch(&[]).await.unwrap(), 0);
 }
 
-async fn kill(
-    s: &dyn QueueStore,
-    queue: &str,
-    kind: &str,
-    key: Option<&str>,
-) -> steadfast_dlq::MessageId {
+async fn kill(s: &dyn QueueStore, queue: &str, kind: &str, key: Option<&str>) -> crate::MessageId {
     let mut m = msg(queue, 0).max_attempts(1);
     if let Some(k) = key {
         m = m.dedup_key(k);
@@ -527,7 +542,7 @@ async fn replay_one_and_bulk(s: &dyn QueueStore, _clock: &ManualClock) {
             ..
         })
     ));
-    let missing = steadfast_dlq::MessageId::new();
+    let missing = crate::MessageId::new();
     assert!(matches!(s.replay(missing).await, Err(Error::NotFound(x)) if x == missing));
 
     // Bulk, by filter: only the timeouts of queue "other"... then everything left.
@@ -561,7 +576,7 @@ async fn list_filters_and_pages(s: &dyn QueueStore, clock: &ManualClock) {
     let d = kill(s, "other", "timeout", None).await;
     s.enqueue(msg("q", 9)).await.unwrap();
 
-    let ids = |v: Vec<steadfast_dlq::Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let ids = |v: Vec<crate::Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
     let all = s.list(&Filter::dead(), Page::default()).await.unwrap();
     assert_eq!(ids(all.clone()), vec![a, b, c, d]);
     let m = &all[0];
@@ -1023,7 +1038,7 @@ async fn replay_and_run_now_take_retrying_messages(s: &dyn QueueStore, clock: &M
             ..
         })
     ));
-    let missing = steadfast_dlq::MessageId::new();
+    let missing = crate::MessageId::new();
     assert!(matches!(s.run_now(missing).await, Err(Error::NotFound(x)) if x == missing));
 
     // Bulk replay selects retrying messages too.
