@@ -11,6 +11,8 @@ mod key;
 mod response;
 mod stats;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timestamp;
 
 #[cfg(feature = "tower")]
