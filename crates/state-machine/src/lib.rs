@@ -9,6 +9,8 @@ mod machines;
 mod mermaid;
 mod registry;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use definition::{DEFAULT_HISTORY_LIMIT, Definition, DefinitionBuilder, Edge, Transition};
