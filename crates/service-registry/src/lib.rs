@@ -12,6 +12,8 @@ mod member;
 mod registry;
 mod report;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use balance::Balance;
 pub use config::{ServiceConfig, ServiceConfigBuilder};

@@ -1,73 +1,11 @@
-//! One conformance suite for `HealthChecker`, run against every adapter on real local servers.
+//! What one adapter does beyond the `HealthChecker` conformance suite (`tests/conformance.rs`).
 
 mod support;
 
-use steadfast_service_registry::{CheckError, Endpoint, FnChecker, HealthChecker, TcpChecker};
-use support::{TestServer, closed_port};
-
-/// What every checker must do: pass on a serving endpoint, fail (with a typed error, never a
-/// panic) on an endpoint where nothing listens and on one with no usable address.
-async fn conformance<C: HealthChecker>(checker: C) {
-    let server = TestServer::start("up").await;
-    checker
-        .check(&Endpoint::new(server.url.as_str()))
-        .await
-        .expect("a serving endpoint passes");
-
-    let down = closed_port().await;
-    let err = checker
-        .check(&Endpoint::new(down))
-        .await
-        .expect_err("nothing listening fails");
-    assert!(matches!(err, CheckError::Unreachable(_)), "{err:?}");
-
-    let err = checker
-        .check(&Endpoint::new("no-port-here"))
-        .await
-        .expect_err("an endpoint without an address fails");
-    assert!(matches!(err, CheckError::Unreachable(_)), "{err:?}");
-}
-
-#[tokio::test]
-async fn tcp_checker_conforms() {
-    conformance(TcpChecker).await;
-}
-
-/// A closure checker (here: an HTTP probe written by hand) conforms too.
-#[tokio::test]
-async fn fn_checker_conforms() {
-    let client = reqwest::Client::new();
-    conformance(FnChecker::new(move |endpoint: Endpoint| {
-        let client = client.clone();
-        async move {
-            if endpoint.address().is_none() {
-                return Err(CheckError::Unreachable("no address".into()));
-            }
-            let response = client
-                .get(endpoint.join("/health"))
-                .send()
-                .await
-                .map_err(|e| CheckError::Unreachable(e.to_string()))?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(CheckError::Status(response.status().as_u16()))
-            }
-        }
-    }))
-    .await;
-}
-
 #[cfg(feature = "http")]
 mod http {
-    use super::*;
-    use steadfast_service_registry::HttpChecker;
-    use support::Mode;
-
-    #[tokio::test]
-    async fn http_checker_conforms() {
-        conformance(HttpChecker::new("/health")).await;
-    }
+    use super::support::{Mode, TestServer};
+    use steadfast_service_registry::{CheckError, Endpoint, HealthChecker, HttpChecker};
 
     #[tokio::test]
     async fn http_checker_reports_unexpected_status() {
