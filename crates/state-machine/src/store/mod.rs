@@ -34,7 +34,8 @@ pub struct Snapshot {
 
 /// Where instances live between events, with optimistic concurrency.
 ///
-/// Contract (checked by the conformance suite, `tests/conformance.rs`, against every adapter):
+/// Contract (checked by the conformance suite, `testing::conformance` with feature `testing`,
+/// against every adapter):
 /// - `save` writes only if the stored version equals `expected_version` (0: the key must not
 ///   exist), then stores `expected_version + 1` and returns it; otherwise it writes nothing and
 ///   returns [`Error::Conflict`] with the version it found. Of two writers that loaded the
