@@ -107,6 +107,17 @@ fn unavailable(store: &'static str, error: &dyn std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// An action on one message that the queue refused: 404 no such message, 409 not in a state
+/// the action takes, 503 otherwise.
+fn message_action_failed(e: &steadfast_dlq::Error) -> Response {
+    let status = match e {
+        steadfast_dlq::Error::NotFound(_) => StatusCode::NOT_FOUND,
+        steadfast_dlq::Error::WrongState { .. } => StatusCode::CONFLICT,
+        _ => return store_down(e),
+    };
+    Problem::new(status).detail(e.to_string()).into_response()
+}
+
 fn store_down(e: &steadfast_dlq::Error) -> Response {
     unavailable("queue", e)
 }
@@ -182,13 +193,7 @@ async fn replay(State(app): State<AppState>, Path(id): Path<String>) -> Response
             tracing::info!(message = %id, "admin: message replayed");
             Json(json!({"replayed": 1})).into_response()
         }
-        Err(e @ steadfast_dlq::Error::NotFound(_)) => Problem::new(StatusCode::NOT_FOUND)
-            .detail(e.to_string())
-            .into_response(),
-        Err(e @ steadfast_dlq::Error::WrongState { .. }) => Problem::new(StatusCode::CONFLICT)
-            .detail(e.to_string())
-            .into_response(),
-        Err(e) => store_down(&e),
+        Err(e) => message_action_failed(&e),
     }
 }
 
@@ -204,13 +209,7 @@ async fn run_now(State(app): State<AppState>, Path(id): Path<String>) -> Respons
             tracing::info!(message = %id, "admin: message due now");
             Json(json!({"due_now": 1})).into_response()
         }
-        Err(e @ steadfast_dlq::Error::NotFound(_)) => Problem::new(StatusCode::NOT_FOUND)
-            .detail(e.to_string())
-            .into_response(),
-        Err(e @ steadfast_dlq::Error::WrongState { .. }) => Problem::new(StatusCode::CONFLICT)
-            .detail(e.to_string())
-            .into_response(),
-        Err(e) => store_down(&e),
+        Err(e) => message_action_failed(&e),
     }
 }
 
