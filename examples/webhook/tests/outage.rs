@@ -68,17 +68,6 @@ default_service = "jobs"
     }
 }
 
-/// Polls `check` until it holds (20 s at most): waiting for the worker, not timing it.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..1000 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 impl Env {
     async fn admin(&self, method: &str, path: &str) -> Value {
         let req = Request::builder()

@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -63,17 +62,6 @@ default_service = "jobs"
     let app = App::build(config).await.unwrap();
     let router = app.router();
     Env { app, router, graph }
-}
-
-/// Polls `check` until it holds (15 s at most): waiting for the worker, not timing it.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..750 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 impl Env {

@@ -122,17 +122,6 @@ default_service = "ai-agent"
     })
 }
 
-/// Polls `check` until it holds (15 s at most): waiting for the worker, not timing it.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..750 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 /// `/health`'s status and body.
 async fn health(r: &Router) -> (StatusCode, Value) {
     let (s, _, b) = send(r, Request::get("/health").body(Body::empty()).unwrap()).await;

@@ -15,17 +15,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use steadfast_webhook::assemble::App;
 use steadfast_webhook::config::{Config, Overrides};
 
-/// Polls `check` until it holds (15 s at most): waiting for the worker, not timing it.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..750 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 /// `webhook_worker_store_errors_total` as rendered now (the recorder is process-wide; only
 /// this file's one worker counts into it).
 fn store_errors() -> u64 {

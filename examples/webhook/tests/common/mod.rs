@@ -73,6 +73,18 @@ pub fn freshen_timestamps(raw: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Polls `check` every 20 ms until it holds (20 s at most): waiting for the worker, not timing
+/// it.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 pub fn sign(body: &[u8]) -> String {
     Verifier::new(SECRET.as_bytes()).sign(body)
 }
