@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use parking_lot::ReentrantMutex;
 
-use crate::clock::{Clock, ClockSource, nanos};
+use crate::clock::{ClockSource, MonotonicClock, nanos};
 use crate::config::Config;
 use crate::error::Rejected;
 use crate::event::{Event, EventHub, EventReceiver, Transition};
@@ -82,8 +82,8 @@ impl CircuitBreaker {
         Self::build(name.as_ref(), config, ClockSource::System)
     }
 
-    /// A breaker on the given clock (e.g. a [`crate::ManualClock`] in tests).
-    pub fn with_clock(config: Config, clock: impl Clock) -> CircuitBreaker {
+    /// A breaker on the given clock (e.g. a [`crate::ManualMonotonicClock`] in tests).
+    pub fn with_clock(config: Config, clock: impl MonotonicClock) -> CircuitBreaker {
         Self::build("default", config, ClockSource::new(clock))
     }
 
@@ -91,14 +91,14 @@ impl CircuitBreaker {
     pub fn named_with_clock(
         name: impl AsRef<str>,
         config: Config,
-        clock: impl Clock,
+        clock: impl MonotonicClock,
     ) -> CircuitBreaker {
         Self::build(name.as_ref(), config, ClockSource::new(clock))
     }
 
     pub(crate) fn build(name: &str, config: Config, clock: ClockSource) -> CircuitBreaker {
         if matches!(clock, ClockSource::System) {
-            crate::clock::SystemClock::start_coarse();
+            crate::clock::InstantClock::start_coarse();
         }
         let now = clock.now();
         CircuitBreaker {
@@ -132,7 +132,7 @@ impl CircuitBreaker {
     }
 
     /// The breaker's clock (shared, for components that must agree with it).
-    pub fn clock(&self) -> Arc<dyn Clock> {
+    pub fn clock(&self) -> Arc<dyn MonotonicClock> {
         self.inner.clock.shared()
     }
 

@@ -1,5 +1,17 @@
 //! Time behind a trait, so that tests control it exactly and the hot path can read a coarse,
 //! cheap clock instead of calling `Instant::now()` per call.
+//!
+//! - [`MonotonicClock`]: the trait, nanoseconds from an arbitrary origin, never decreasing.
+//! - [`InstantClock`]: the process's monotonic clock ([`Instant`]), for production; the default.
+//! - [`ManualMonotonicClock`]: moves only when told to, for tests and simulations.
+//!
+//! # Two clocks
+//!
+//! This is the breaker's *monotonic* clock: elapsed time inside one process. Its sibling,
+//! `steadfast_retry::WallClock`, answers the time of day for deadlines that other processes
+//! read (leases, `run_at`). A breaker must not use wall time (a clock step would stretch or cut
+//! an open state), and a lease must not use monotonic time (an `Instant` means nothing to
+//! another host). The side-by-side comparison is on [`MonotonicClock`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +20,34 @@ use std::time::{Duration, Instant};
 
 /// A monotonic clock in nanoseconds from an arbitrary origin.
 ///
-/// The trait is object-safe; a breaker owns an `Arc<dyn Clock>`-like handle. Implement it to
-/// drive breakers from your own time source (a simulation, a test).
-pub trait Clock: Send + Sync + 'static {
+/// The trait is object-safe; a breaker owns an `Arc<dyn MonotonicClock>`-like handle. Implement
+/// it to drive breakers from your own time source (a simulation, a test).
+///
+/// # Two clocks
+///
+/// Steadfast has two clock traits, named for what they measure:
+///
+/// | | [`MonotonicClock`] (this crate) | `steadfast_retry::WallClock` |
+/// |---|---|---|
+/// | measures | elapsed time in one process (nanoseconds, never goes back) | the time of day (`SystemTime`) |
+/// | taken by | the circuit breaker, the service registry's breakers | the dlq (leases, `run_at`), idempotency (leases, TTLs, dedup windows), the webhook's conversations |
+/// | production | [`InstantClock`] | `SystemClock` |
+/// | tests | [`ManualMonotonicClock`] | `ManualClock`, `TokioClock` |
+///
+/// A breaker must not read wall time: an NTP step or a manual clock change would stretch an
+/// open state to hours or end it at once, and its windows would count calls into the wrong
+/// second. Its readings never leave the process, so a monotonic clock is exact. A lease or a
+/// retry deadline must not read monotonic time: it is stored and compared by other processes
+/// and hosts, and an `Instant` means nothing outside the process that took it (nor after a
+/// restart), so those use the wall clock and rely on hosts keeping it in sync.
+///
+/// The implementations carry distinct names (`InstantClock`, `ManualMonotonicClock`) so that a
+/// service importing both crates never sees two `ManualClock`s doing different things.
+pub trait MonotonicClock: Send + Sync + 'static {
     /// Nanoseconds since this clock's origin. Never decreases.
     fn now_nanos(&self) -> u64;
 
-    /// A cheaper reading that may lag [`Clock::now_nanos`] by about a millisecond.
+    /// A cheaper reading that may lag [`MonotonicClock::now_nanos`] by about a millisecond.
     ///
     /// The breaker reads this on its hot paths (time-based windows, slow-call durations, the
     /// wait in Open). The default is the exact reading.
@@ -23,7 +56,7 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
+impl<C: MonotonicClock + ?Sized> MonotonicClock for Arc<C> {
     fn now_nanos(&self) -> u64 {
         (**self).now_nanos()
     }
@@ -32,7 +65,7 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Box<C> {
+impl<C: MonotonicClock + ?Sized> MonotonicClock for Box<C> {
     fn now_nanos(&self) -> u64 {
         (**self).now_nanos()
     }
@@ -44,10 +77,10 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 /// The process's monotonic clock ([`Instant`]), with a coarse reading kept up to date by one
 /// background thread that wakes every millisecond.
 ///
-/// The thread starts on the first coarse reading (or on [`SystemClock::start_coarse`]) and
+/// The thread starts on the first coarse reading (or on [`InstantClock::start_coarse`]) and
 /// lives for the process; it is the price of a hot path that never calls `Instant::now()`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub struct InstantClock;
 
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -61,7 +94,7 @@ fn precise() -> u64 {
     u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl SystemClock {
+impl InstantClock {
     /// Starts the coarse clock's upkeep thread if it is not running yet. Idempotent.
     pub fn start_coarse() {
         UPKEEP.get_or_init(|| {
@@ -96,7 +129,7 @@ impl SystemClock {
     }
 }
 
-impl Clock for SystemClock {
+impl MonotonicClock for InstantClock {
     fn now_nanos(&self) -> u64 {
         precise()
     }
@@ -110,26 +143,26 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use steadfast_circuit_breaker::{Clock, ManualClock};
+/// use steadfast_circuit_breaker::{MonotonicClock, ManualMonotonicClock};
 ///
-/// let clock = ManualClock::new();
+/// let clock = ManualMonotonicClock::new();
 /// clock.advance(Duration::from_secs(2));
 /// assert_eq!(clock.now_nanos(), 2_000_000_000);
 /// ```
 #[derive(Clone, Default)]
-pub struct ManualClock {
+pub struct ManualMonotonicClock {
     nanos: Arc<AtomicU64>,
 }
 
-impl fmt::Debug for ManualClock {
+impl fmt::Debug for ManualMonotonicClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock")
+        f.debug_struct("ManualMonotonicClock")
             .field("nanos", &self.nanos.load(Ordering::Relaxed))
             .finish()
     }
 }
 
-impl ManualClock {
+impl ManualMonotonicClock {
     /// A clock at zero.
     pub fn new() -> Self {
         Self::default()
@@ -152,7 +185,7 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
+impl MonotonicClock for ManualMonotonicClock {
     fn now_nanos(&self) -> u64 {
         self.nanos.load(Ordering::Acquire)
     }
@@ -163,13 +196,13 @@ impl Clock for ManualClock {
 #[derive(Clone)]
 pub(crate) enum ClockSource {
     System,
-    Custom(Arc<dyn Clock>),
+    Custom(Arc<dyn MonotonicClock>),
 }
 
 impl ClockSource {
-    pub(crate) fn new<C: Clock>(clock: C) -> Self {
-        // A `SystemClock` handed in explicitly still takes the fast path.
-        if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
+    pub(crate) fn new<C: MonotonicClock>(clock: C) -> Self {
+        // An `InstantClock` handed in explicitly still takes the fast path.
+        if std::any::TypeId::of::<C>() == std::any::TypeId::of::<InstantClock>() {
             return ClockSource::System;
         }
         ClockSource::Custom(Arc::new(clock))
@@ -178,14 +211,14 @@ impl ClockSource {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self {
-            ClockSource::System => SystemClock::coarse(),
+            ClockSource::System => InstantClock::coarse(),
             ClockSource::Custom(c) => c.coarse_now_nanos(),
         }
     }
 
-    pub(crate) fn shared(&self) -> Arc<dyn Clock> {
+    pub(crate) fn shared(&self) -> Arc<dyn MonotonicClock> {
         match self {
-            ClockSource::System => Arc::new(SystemClock),
+            ClockSource::System => Arc::new(InstantClock),
             ClockSource::Custom(c) => Arc::clone(c),
         }
     }
@@ -201,7 +234,7 @@ mod tests {
 
     #[test]
     fn manual_clock_is_shared_and_monotonic() {
-        let a = ManualClock::new();
+        let a = ManualMonotonicClock::new();
         let b = a.clone();
         a.advance(Duration::from_millis(5));
         assert_eq!(b.now_nanos(), 5_000_000);
@@ -213,8 +246,8 @@ mod tests {
 
     #[test]
     fn system_coarse_reading_does_not_run_ahead() {
-        let coarse = SystemClock.coarse_now_nanos();
-        let precise = SystemClock.now_nanos();
+        let coarse = InstantClock.coarse_now_nanos();
+        let precise = InstantClock.now_nanos();
         assert!(coarse <= precise);
     }
 }

@@ -336,7 +336,7 @@ impl ConfigBuilder {
     ///
     /// The timer is a task spawned on the tokio runtime current at the opening; opened outside
     /// a runtime, the breaker falls back to the move on the next call. The timer runs on
-    /// tokio's clock (it follows `tokio::time::pause`), not on a custom [`crate::Clock`]. It
+    /// tokio's clock (it follows `tokio::time::pause`), not on a custom [`crate::MonotonicClock`]. It
     /// holds no strong reference: a dropped breaker cancels nothing and leaks nothing.
     pub fn automatic_transition_to_half_open(mut self, enabled: bool) -> Self {
         self.config.automatic_half_open = enabled;

@@ -18,7 +18,7 @@ mod window;
 
 pub use breaker::CircuitBreaker;
 pub use call::{Classifier, DefaultClassifier, Outcome};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{InstantClock, ManualMonotonicClock, MonotonicClock};
 pub use config::{
     Config, ConfigBuilder, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PERMITS, MAX_TIME_WINDOW_SECS,
     OpenDuration, SlidingWindow,

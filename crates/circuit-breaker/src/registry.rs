@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::breaker::CircuitBreaker;
-use crate::clock::{Clock, ClockSource, nanos};
+use crate::clock::{ClockSource, MonotonicClock, nanos};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -96,7 +96,7 @@ impl Registry {
     }
 
     /// An empty registry whose breakers (and idle tracking) use `clock`.
-    pub fn with_clock(clock: impl Clock) -> Self {
+    pub fn with_clock(clock: impl MonotonicClock) -> Self {
         Self::from_source(ClockSource::new(clock))
     }
 

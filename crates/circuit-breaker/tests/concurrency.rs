@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use steadfast_circuit_breaker::{CircuitBreaker, Config, Event, ManualClock, State};
+use steadfast_circuit_breaker::{CircuitBreaker, Config, Event, ManualMonotonicClock, State};
 
 const PERMITS: u32 = 3;
 
@@ -17,7 +17,7 @@ fn half_open_breaker() -> CircuitBreaker {
         .call_timeout(None)
         .build()
         .unwrap();
-    let b = CircuitBreaker::with_clock(config, ManualClock::new());
+    let b = CircuitBreaker::with_clock(config, ManualMonotonicClock::new());
     b.transition_to_half_open();
     b
 }
@@ -107,7 +107,7 @@ async fn cancelled_calls_lose_no_permit() {
 
 #[test]
 fn open_to_half_open_race_makes_one_transition_and_n_probes() {
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let config = Config::builder()
         .count_window(10)
         .half_open_permits(2)
@@ -165,7 +165,7 @@ fn concurrent_outcomes_are_all_counted() {
             .failure_rate_threshold(100.0)
             .build()
             .unwrap();
-        let b = CircuitBreaker::with_clock(config, ManualClock::new());
+        let b = CircuitBreaker::with_clock(config, ManualMonotonicClock::new());
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use steadfast_circuit_breaker::{CircuitBreaker, Config, ManualClock, State};
+use steadfast_circuit_breaker::{CircuitBreaker, Config, ManualMonotonicClock, State};
 
 const OPEN_SECS: u64 = 10;
 const SLOW_SECS: u64 = 2;
@@ -175,7 +175,7 @@ impl Model {
     }
 }
 
-fn build(p: &Params, clock: &ManualClock) -> CircuitBreaker {
+fn build(p: &Params, clock: &ManualMonotonicClock) -> CircuitBreaker {
     let mut b = Config::builder()
         .minimum_calls(p.minimum)
         .failure_rate_threshold(p.threshold)
@@ -195,7 +195,7 @@ proptest! {
 
     #[test]
     fn breaker_agrees_with_the_reference_model(p in params(), ops in prop::collection::vec(op(), 1..120)) {
-        let clock = ManualClock::new();
+        let clock = ManualMonotonicClock::new();
         let breaker = build(&p, &clock);
         let mut model = Model { p: p.clone(), state: MState::Closed, window: VecDeque::new() };
 
@@ -244,9 +244,9 @@ trait NowForTest {
     fn now_nanos_for_test(&self) -> u64;
 }
 
-impl NowForTest for ManualClock {
+impl NowForTest for ManualMonotonicClock {
     fn now_nanos_for_test(&self) -> u64 {
-        use steadfast_circuit_breaker::Clock;
+        use steadfast_circuit_breaker::MonotonicClock;
         self.now_nanos()
     }
 }

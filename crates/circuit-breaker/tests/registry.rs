@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use steadfast_circuit_breaker::{Config, ManualClock, Preset, Registry, State};
+use steadfast_circuit_breaker::{Config, ManualMonotonicClock, Preset, Registry, State};
 
 #[test]
 fn get_or_create_returns_one_shared_breaker_per_name() {
-    let registry = Registry::with_clock(ManualClock::new());
+    let registry = Registry::with_clock(ManualMonotonicClock::new());
     let a = registry.get_or_create("payments", Preset::Standard);
     let b = registry.get_or_create("payments", Preset::AiAgent);
     a.force_open();
@@ -36,7 +36,7 @@ fn get_or_create_returns_one_shared_breaker_per_name() {
 
 #[test]
 fn breakers_share_the_registry_clock() {
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let registry = Registry::with_clock(clock.clone());
     let b = registry.get_or_create("x", Preset::Default);
     b.transition_to_open();
@@ -49,7 +49,7 @@ fn breakers_share_the_registry_clock() {
 
 #[test]
 fn remove_idle_keeps_recent_and_open_breakers() {
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let registry = Registry::with_clock(clock.clone());
     registry.get_or_create("idle", Preset::Default);
     registry
@@ -66,7 +66,7 @@ fn remove_idle_keeps_recent_and_open_breakers() {
 
 #[test]
 fn snapshot_serializes_every_breaker() {
-    let registry = Registry::with_clock(ManualClock::new());
+    let registry = Registry::with_clock(ManualMonotonicClock::new());
     let b = registry.get_or_create("a", Preset::Standard);
     b.try_acquire().unwrap().success();
     registry.get_or_create("b", Preset::Standard).force_open();
@@ -80,7 +80,7 @@ fn snapshot_serializes_every_breaker() {
 
 #[test]
 fn concurrent_get_or_create_makes_one_breaker() {
-    let registry = Registry::with_clock(ManualClock::new());
+    let registry = Registry::with_clock(ManualMonotonicClock::new());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {

@@ -4,12 +4,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steadfast_circuit_breaker::{
-    CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, Outcome, State,
+    CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualMonotonicClock, Outcome, State,
     Transition,
 };
 
-fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
+fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualMonotonicClock) {
+    let clock = ManualMonotonicClock::new();
     let b = CircuitBreaker::with_clock(config.build().unwrap(), clock.clone());
     (b, clock)
 }

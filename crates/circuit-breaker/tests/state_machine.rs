@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use steadfast_circuit_breaker::{
-    CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualClock, Outcome, State,
+    CallError, CircuitBreaker, Config, ConfigBuilder, Event, ManualMonotonicClock, Outcome, State,
 };
 use steadfast_retry::Backoff;
 
@@ -19,8 +19,8 @@ fn count_config(window: u32, minimum: u32, threshold: f64) -> ConfigBuilder {
         .open_duration(secs(10))
 }
 
-fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
+fn breaker(config: ConfigBuilder) -> (CircuitBreaker, ManualMonotonicClock) {
+    let clock = ManualMonotonicClock::new();
     let b = CircuitBreaker::with_clock(config.build().unwrap(), clock.clone());
     (b, clock)
 }
@@ -38,7 +38,7 @@ fn fail(b: &CircuitBreaker, n: usize) {
 }
 
 /// Opens a breaker by failures, then waits out the open duration.
-fn open_then_wait(b: &CircuitBreaker, clock: &ManualClock) {
+fn open_then_wait(b: &CircuitBreaker, clock: &ManualMonotonicClock) {
     b.transition_to_open();
     clock.advance(secs(10));
 }
@@ -465,7 +465,7 @@ fn events_on_transitions_and_rejections() {
 
 #[test]
 fn metrics_serialize() {
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let b = CircuitBreaker::named_with_clock(
         "payments",
         count_config(4, 2, 50.0).build().unwrap(),

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use steadfast_circuit_breaker::tower::CircuitBreakerLayer;
-use steadfast_circuit_breaker::{CallError, CircuitBreaker, Config, ManualClock, Outcome, State};
+use steadfast_circuit_breaker::{
+    CallError, CircuitBreaker, Config, ManualMonotonicClock, Outcome, State,
+};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn breaker(timeout: Option<Duration>) -> CircuitBreaker {
@@ -15,7 +17,7 @@ fn breaker(timeout: Option<Duration>) -> CircuitBreaker {
         .call_timeout(timeout)
         .build()
         .unwrap();
-    CircuitBreaker::with_clock(config, ManualClock::new())
+    CircuitBreaker::with_clock(config, ManualMonotonicClock::new())
 }
 
 type Resp = http::Response<&'static str>;
@@ -107,7 +109,7 @@ async fn the_layer_can_use_the_classifier_set_in_the_config() {
         .classifier(status_classifier)
         .build()
         .unwrap();
-    let b = CircuitBreaker::with_clock(config, ManualClock::new());
+    let b = CircuitBreaker::with_clock(config, ManualMonotonicClock::new());
     let inner = service_fn(|status: u16| async move {
         Ok::<Resp, &'static str>(http::Response::builder().status(status).body("").unwrap())
     });

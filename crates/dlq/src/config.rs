@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use steadfast_retry::{Clock, RetryPolicy, SystemClock};
+use steadfast_retry::{RetryPolicy, SystemClock, WallClock};
 
 use crate::Error;
 use crate::message::check_name;
@@ -42,7 +42,7 @@ pub struct QueueConfig {
     horizons: HashMap<String, Option<Duration>>,
     default_remember_done: bool,
     remember_done: HashMap<String, bool>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
 }
 
 impl Default for QueueConfig {
@@ -97,7 +97,7 @@ impl QueueConfig {
     }
 
     /// The clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
+    pub fn clock(&self) -> &Arc<dyn WallClock> {
         &self.clock
     }
 
@@ -212,7 +212,7 @@ impl QueueConfigBuilder {
     }
 
     /// The clock (tests pass a [`ManualClock`](crate::ManualClock)).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.config.clock = clock;
         self
     }

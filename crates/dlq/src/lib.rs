@@ -18,7 +18,7 @@ pub use message::{
     MAX_PRIORITY, Message, MessageId, NewMessage, Snooze, State,
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
-pub use steadfast_retry::{Clock, ManualClock, SystemClock, TokioClock};
+pub use steadfast_retry::{ManualClock, SystemClock, TokioClock, WallClock};
 pub use store::QueueStore;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]

@@ -1,4 +1,4 @@
-//! Conversions between the shared wall clock ([`steadfast_retry::Clock`], which answers
+//! Conversions between the shared wall clock ([`steadfast_retry::WallClock`], which answers
 //! `SystemTime`) and the `DateTime<Utc>` this crate stores.
 //!
 //! Every store reads "now" from its clock, the Postgres store included (it binds the clock's
@@ -9,11 +9,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use steadfast_retry::Clock;
+use steadfast_retry::WallClock;
 
 /// The clock's time as a `DateTime<Utc>`. Unlike chrono's `From<SystemTime>`, this never
 /// panics: a time outside chrono's range saturates to its ends.
-pub(crate) fn now(clock: &dyn Clock) -> DateTime<Utc> {
+pub(crate) fn now(clock: &dyn WallClock) -> DateTime<Utc> {
     to_utc(clock.now())
 }
 

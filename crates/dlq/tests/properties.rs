@@ -249,7 +249,7 @@ proptest! {
                     }
                     IndexOp::Claim { queue, n, lease_secs } => {
                         let now = chrono::DateTime::<chrono::Utc>::from(
-                            steadfast_dlq::Clock::now(&clock),
+                            steadfast_dlq::WallClock::now(&clock),
                         );
                         let before = all(&store).await;
                         let (buried, expected) = brute_force_claim(&before, QUEUES[queue], n, now);

@@ -12,7 +12,7 @@ use crate::response::StoredResponse;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::store::{ClaimRequest, IdempotencyStore, StoreClaim};
 use crate::timestamp::{self, Timestamp};
-use steadfast_retry::{Clock, SystemClock};
+use steadfast_retry::{SystemClock, WallClock};
 
 /// The answer to [`Idempotency::claim`].
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub enum Claim {
 pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
     config: Arc<Config>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     counters: Arc<Counters>,
 }
 
@@ -66,7 +66,7 @@ impl Idempotency {
     }
 
     /// Use another clock (tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }

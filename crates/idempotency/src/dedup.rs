@@ -10,7 +10,7 @@ use crate::key::KeyRules;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::store::DedupStore;
 use crate::timestamp::Timestamp;
-use steadfast_retry::{Clock, SystemClock};
+use steadfast_retry::{SystemClock, WallClock};
 
 /// De-duplicates messages by id (e.g. a WhatsApp `wamid`) within a window.
 ///
@@ -30,7 +30,7 @@ pub struct Deduplicator {
     window: Duration,
     store_down: StoreDown,
     rules: KeyRules,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     counters: Arc<Counters>,
 }
 
@@ -71,7 +71,7 @@ impl Deduplicator {
     }
 
     /// Use another clock (tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }

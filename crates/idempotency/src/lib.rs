@@ -28,7 +28,7 @@ pub use response::{StoredResponse, is_replay_safe_header};
 pub use stats::Stats;
 /// The injectable wall clock, shared with the other Steadfast crates (it lives in
 /// `steadfast-retry`); [`Idempotency::with_clock`] and [`Deduplicator::with_clock`] take it.
-pub use steadfast_retry::{Clock, ManualClock, SystemClock};
+pub use steadfast_retry::{ManualClock, SystemClock, WallClock};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;

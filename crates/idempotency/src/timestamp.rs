@@ -1,10 +1,10 @@
 //! The time stores compare, and its conversion from the shared wall clock
-//! ([`steadfast_retry::Clock`], which answers `SystemTime`): claims and the de-duplicator read
+//! ([`steadfast_retry::WallClock`], which answers `SystemTime`): claims and the de-duplicator read
 //! "now" from an injected clock, so tests control expiry exactly.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use steadfast_retry::Clock;
+use steadfast_retry::WallClock;
 
 /// Wall-clock milliseconds since the Unix epoch. Stores compare these, so every instance
 /// sharing a store needs a reasonably synchronised clock (NTP); skew shortens or lengthens
@@ -71,7 +71,7 @@ impl From<Timestamp> for SystemTime {
 }
 
 /// The clock's time as a [`Timestamp`].
-pub(crate) fn now(clock: &dyn Clock) -> Timestamp {
+pub(crate) fn now(clock: &dyn WallClock) -> Timestamp {
     Timestamp::from(clock.now())
 }
 

@@ -16,21 +16,14 @@
 //! clocks kept in sync (NTP), and a skew shifts deadlines by that much. For measuring
 //! durations inside one process, a monotonic clock (`Instant`) is the right tool.
 //!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::{Duration, UNIX_EPOCH};
-//! use steadfast_retry::{Clock, ManualClock};
+//! # Two clocks
 //!
-//! let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-//! let clock = ManualClock::new(start);
-//! let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-//!
-//! clock.advance(Duration::from_secs(30));
-//! assert_eq!(shared.now(), start + Duration::from_secs(30));
-//!
-//! clock.set(start);
-//! assert_eq!(shared.now(), start);
-//! ```
+//! This is the *wall* clock: the time of day, for deadlines that other processes and hosts
+//! read (leases, `run_at`, dedup windows). Its sibling, `steadfast_circuit_breaker::
+//! MonotonicClock`, measures elapsed time inside one process for breakers. A lease must not use
+//! monotonic time (an `Instant` means nothing to another host), and a breaker must not use wall
+//! time (a clock step would stretch or cut an open state). The side-by-side comparison is on
+//! [`WallClock`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,9 +31,43 @@ use std::time::{Duration, SystemTime};
 
 /// A source of wall-clock time.
 ///
-/// Take it as `Arc<dyn Clock>` so that tests can pass a [`ManualClock`] or a [`TokioClock`]
+/// Take it as `Arc<dyn WallClock>` so that tests can pass a [`ManualClock`] or a [`TokioClock`]
 /// where production passes a [`SystemClock`].
-pub trait Clock: Send + Sync + fmt::Debug {
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use steadfast_retry::{WallClock, ManualClock};
+///
+/// let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let clock = ManualClock::new(start);
+/// let shared: Arc<dyn WallClock> = Arc::new(clock.clone());
+///
+/// clock.advance(Duration::from_secs(30));
+/// assert_eq!(shared.now(), start + Duration::from_secs(30));
+///
+/// clock.set(start);
+/// assert_eq!(shared.now(), start);
+/// ```
+///
+/// # Two clocks
+///
+/// Steadfast has two clock traits, named for what they measure:
+///
+/// | | [`WallClock`] (this crate) | `steadfast_circuit_breaker::MonotonicClock` |
+/// |---|---|---|
+/// | measures | the time of day (`SystemTime`) | elapsed time in one process (nanoseconds, never goes back) |
+/// | taken by | the dlq (leases, `run_at`), idempotency (leases, TTLs, dedup windows), the webhook's conversations | the circuit breaker, the service registry's breakers |
+/// | production | [`SystemClock`] | `InstantClock` |
+/// | tests | [`ManualClock`], [`TokioClock`] | `ManualMonotonicClock` |
+///
+/// A lease, a `next_retry_at` or a dedup window must not read monotonic time: it is stored and
+/// compared by other processes and hosts, and an `Instant` means nothing outside the process
+/// that took it (nor after a restart). A breaker must not read wall time: its readings never
+/// leave the process, and an NTP step would stretch an open state to hours or end it at once.
+/// The breaker's implementations carry their own names, so importing both crates brings no
+/// two types called the same.
+pub trait WallClock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> SystemTime;
 }
@@ -49,7 +76,7 @@ pub trait Clock: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
-impl Clock for SystemClock {
+impl WallClock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
@@ -59,7 +86,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use steadfast_retry::{Clock, ManualClock};
+/// use steadfast_retry::{WallClock, ManualClock};
 ///
 /// let clock = ManualClock::starting_now();
 /// let before = clock.now();
@@ -105,7 +132,7 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
+impl WallClock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.lock()
     }
@@ -119,7 +146,7 @@ impl Clock for ManualClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use steadfast_retry::{Clock, TokioClock};
+/// use steadfast_retry::{WallClock, TokioClock};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
@@ -151,7 +178,7 @@ impl Default for TokioClock {
     }
 }
 
-impl Clock for TokioClock {
+impl WallClock for TokioClock {
     fn now(&self) -> SystemTime {
         let elapsed = self.start.elapsed();
         self.base.checked_add(elapsed).unwrap_or(self.base)

@@ -14,9 +14,11 @@
 //! - [`RetryBudget`]: a lock-free token bucket shared across requests, so that retries cannot
 //!   amplify an outage.
 //!
-//! And one shared utility: [`Clock`] ([`SystemClock`], [`ManualClock`], [`TokioClock`]), the
-//! injectable wall clock that crates deciding deadlines by time of day (the queue's
-//! `next_retry_at`, idempotency leases) take, so their tests drive time exactly.
+//! And one shared utility: [`WallClock`] ([`SystemClock`], [`ManualClock`], [`TokioClock`]),
+//! the injectable wall clock that crates deciding deadlines by time of day (the queue's
+//! `next_retry_at`, idempotency leases) take, so their tests drive time exactly. The circuit
+//! breaker's clock is a different one, `MonotonicClock`: see [`WallClock`] for the two side by
+//! side.
 //!
 //! ```
 //! use std::time::Duration;
@@ -45,7 +47,7 @@ mod retry;
 
 pub use backoff::{Backoff, Jitter, MAX_DURATION};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
-pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use clock::{ManualClock, SystemClock, TokioClock, WallClock};
 pub use error::ConfigError;
 pub use policy::{RetryPolicy, RetryPolicyBuilder, Schedule};
 pub use retry::{Action, AttemptTimeout, Retry, RetryError, RetryEvent, StopReason, retry};

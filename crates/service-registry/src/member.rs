@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use steadfast_circuit_breaker::{CircuitBreaker, Clock, State as BreakerState};
+use steadfast_circuit_breaker::{CircuitBreaker, MonotonicClock, State as BreakerState};
 use tokio::sync::broadcast;
 
 use crate::health::{CheckError, Tracker};
@@ -25,7 +25,7 @@ pub(crate) struct Member {
     pub(crate) endpoint: Endpoint,
     pub(crate) breaker: CircuitBreaker,
     /// The breaker's clock, to tell whether an Open breaker's wait is over.
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn MonotonicClock>,
     /// While the breaker is Open: the breaker-clock time its wait ends (0: not known yet).
     open_until: AtomicU64,
     /// The active-check state, mirrored from `check.tracker` for lock-free reads.

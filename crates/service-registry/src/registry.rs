@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use parking_lot::RwLock;
-use steadfast_circuit_breaker::{CircuitBreaker, Clock, State as BreakerState};
+use steadfast_circuit_breaker::{CircuitBreaker, MonotonicClock, State as BreakerState};
 use steadfast_retry::{Action, Retry};
 use tokio::sync::broadcast;
 
@@ -37,7 +37,7 @@ struct Inner {
     events: broadcast::Sender<RegistryEvent>,
     shut_down: AtomicBool,
     /// The clock for every breaker; `None`: the system clock.
-    clock: Option<Arc<dyn Clock>>,
+    clock: Option<Arc<dyn MonotonicClock>>,
 }
 
 /// One endpoint's circuit breaker, as listed by [`Registry::breakers`] (e.g. for a Prometheus
@@ -76,13 +76,13 @@ impl Registry {
     }
 
     /// An empty registry whose breakers all run on `clock` (e.g. a
-    /// [`ManualClock`](steadfast_circuit_breaker::ManualClock), so a test can move a breaker's
+    /// [`ManualMonotonicClock`](steadfast_circuit_breaker::ManualMonotonicClock), so a test can move a breaker's
     /// open duration along). Health-check intervals and call timeouts use tokio's clock.
-    pub fn with_breaker_clock(clock: impl Clock) -> Self {
+    pub fn with_breaker_clock(clock: impl MonotonicClock) -> Self {
         Self::build(Some(Arc::new(clock)))
     }
 
-    fn build(clock: Option<Arc<dyn Clock>>) -> Self {
+    fn build(clock: Option<Arc<dyn MonotonicClock>>) -> Self {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Self {
             inner: Arc::new(Inner {

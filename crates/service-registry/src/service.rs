@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use steadfast_circuit_breaker::{CircuitBreaker, Clock};
+use steadfast_circuit_breaker::{CircuitBreaker, MonotonicClock};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -46,7 +46,7 @@ impl Service {
     /// [`Service::start_checks`], so that a service without checks needs no runtime.
     pub(crate) fn new(
         config: ServiceConfig,
-        clock: Option<&Arc<dyn Clock>>,
+        clock: Option<&Arc<dyn MonotonicClock>>,
         events: &broadcast::Sender<RegistryEvent>,
     ) -> Self {
         let name: Arc<str> = Arc::from(config.name.as_str());
@@ -244,7 +244,7 @@ fn breaker(
     service: &str,
     endpoint: &crate::Endpoint,
     config: &ServiceConfig,
-    clock: Option<&Arc<dyn Clock>>,
+    clock: Option<&Arc<dyn MonotonicClock>>,
 ) -> CircuitBreaker {
     let name = format!("{service} {}", endpoint.redacted());
     match clock {

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use steadfast_service_registry::circuit_breaker::{Config as BreakerConfig, ManualClock, State};
+use steadfast_service_registry::circuit_breaker::{
+    Config as BreakerConfig, ManualMonotonicClock, State,
+};
 use steadfast_service_registry::retry::RetryPolicy;
 use steadfast_service_registry::{
     Balance, CallError, Endpoint, Error, HealthState, Registry, RegistryEvent, ServiceConfig,
@@ -283,7 +285,7 @@ async fn an_open_breaker_ejects_the_endpoint_until_it_half_opens() {
         TestServer::start("good").await,
     );
     bad.set_work(Mode::Fail);
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let registry = Registry::with_breaker_clock(clock.clone());
     let mut events = registry.subscribe();
     registry
@@ -332,7 +334,7 @@ async fn an_open_breaker_ejects_the_endpoint_until_it_half_opens() {
 async fn a_failed_call_says_whether_only_probes_ran_and_when_to_come_back() {
     let bad = TestServer::start("bad").await;
     bad.set_work(Mode::Fail);
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let registry = Registry::with_breaker_clock(clock.clone());
     registry
         .register(
@@ -481,7 +483,7 @@ async fn a_retry_returns_to_a_tried_endpoint_when_the_untried_ones_refuse() {
 #[tokio::test]
 async fn a_lease_says_whether_it_holds_a_probe() {
     let a = TestServer::start("a").await;
-    let clock = ManualClock::new();
+    let clock = ManualMonotonicClock::new();
     let registry = Registry::with_breaker_clock(clock.clone());
     registry
         .register(

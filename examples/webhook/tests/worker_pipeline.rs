@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::fakes::{self, DownstreamLog, GraphLog};
 use common::*;
-use steadfast_circuit_breaker::{CircuitBreaker, ManualClock as BreakerClock};
+use steadfast_circuit_breaker::{CircuitBreaker, ManualMonotonicClock};
 use steadfast_dlq::Outcome;
 use steadfast_retry::{ManualClock, RetryPolicy};
 use steadfast_service_registry::{Registry, ServiceConfig};
@@ -95,7 +95,7 @@ struct Env {
     downstream: Arc<DownstreamLog>,
     graph: Arc<GraphLog>,
     /// The breakers' clock.
-    breakers: BreakerClock,
+    breakers: ManualMonotonicClock,
 }
 
 /// Never opens (for tests about attempts, not breakers).
@@ -117,7 +117,7 @@ async fn env() -> Env {
 async fn env_with(breaker: steadfast_circuit_breaker::Config) -> Env {
     let (down_url, downstream) = fakes::start_downstream().await;
     let (graph_url, graph) = fakes::start_graph().await;
-    let breakers = BreakerClock::new();
+    let breakers = ManualMonotonicClock::new();
     let registry = Registry::with_breaker_clock(breakers.clone());
     registry
         .register(
@@ -456,7 +456,7 @@ async fn graph_answering() -> (String, Arc<AtomicU16>, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn reply_errors_say_attempt_refusal_or_probe() {
     let (url, status, hits) = graph_answering().await;
-    let clock = BreakerClock::new();
+    let clock = ManualMonotonicClock::new();
     let client = GraphClient::new(
         reqwest::Client::new(),
         url,

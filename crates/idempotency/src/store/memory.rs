@@ -14,7 +14,7 @@ use crate::key::IdempotencyKey;
 use crate::response::StoredResponse;
 use crate::store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim, answer_found};
 use crate::timestamp::Timestamp;
-use steadfast_retry::Clock;
+use steadfast_retry::WallClock;
 
 #[derive(Debug, Clone)]
 enum State {
@@ -84,7 +84,7 @@ impl MemoryStore {
     pub fn spawn_sweeper(
         &self,
         interval: Duration,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn WallClock>,
     ) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {

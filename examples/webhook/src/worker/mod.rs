@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use steadfast_circuit_breaker::State as BreakerState;
 use steadfast_dlq::{Failure, Message, Outcome, QueueStats, WorkerHooks};
-use steadfast_retry::Clock;
+use steadfast_retry::WallClock;
 use steadfast_service_registry::Registry;
 use tracing::Instrument;
 
@@ -58,7 +58,7 @@ pub struct Services {
     pub sender_locks: SenderLocks,
     /// The wall clock conversations are timed by (`SystemClock` in production; tests pass a
     /// `ManualClock`).
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn WallClock>,
 }
 
 /// A fixed set of async mutexes, picked by hashing the sender: bounded memory whatever the
