@@ -34,7 +34,7 @@ pub enum Error {
     /// The backing store failed or is unreachable: nothing was written (the write is one
     /// transaction). Retry later; an HTTP handler maps this to 503 so the sender retries.
     #[error("queue store unavailable: {0}")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    StoreUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored row could not be decoded (a schema from another version?).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -43,7 +43,7 @@ pub enum Error {
 impl Error {
     /// Whether the same call may succeed later (the store was unavailable).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable(_))
+        matches!(self, Error::StoreUnavailable(_))
     }
 }
 
@@ -54,7 +54,7 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
                 Error::Corrupt(e.to_string())
             }
-            other => Error::Unavailable(Box::new(other)),
+            other => Error::StoreUnavailable(Box::new(other)),
         }
     }
 }

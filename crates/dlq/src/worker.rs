@@ -117,7 +117,7 @@ pub struct WorkerReport {
 ///
 /// Every store call it makes (claim, heartbeat, ack, fail, release, stats) is bounded by
 /// `store_timeout`: a store that never answers (a black-holed database connection) fails the
-/// call with [`Error::Unavailable`] instead of holding a slot, the loop or the shutdown forever.
+/// call with [`Error::StoreUnavailable`] instead of holding a slot, the loop or the shutdown forever.
 /// What such a call leaves behind is recovered by the lease, as after a crash.
 pub struct Worker {
     store: Arc<dyn QueueStore>,
@@ -221,7 +221,7 @@ impl WorkerBuilder {
 
     /// The longest one store call (claim, heartbeat, ack, fail, release, stats) may take
     /// (positive; default [`DEFAULT_WORKER_STORE_TIMEOUT`]). A call that outlasts it counts as a store
-    /// error ([`Error::Unavailable`], reported to [`WorkerHooks::store_error`]) and the worker
+    /// error ([`Error::StoreUnavailable`], reported to [`WorkerHooks::store_error`]) and the worker
     /// keeps going: a claim is tried again after `poll_interval`, a heartbeat at the next beat,
     /// and a message whose ack or fail timed out comes back when its lease expires.
     ///
@@ -339,7 +339,7 @@ async fn acker(
                 for (_, reply) in batch.drain(..) {
                     let e = first
                         .take()
-                        .unwrap_or_else(|| Error::Unavailable(Box::new(AckFailed(text.clone()))));
+                        .unwrap_or_else(|| Error::StoreUnavailable(Box::new(AckFailed(text.clone()))));
                     let _ = reply.send(Err(e));
                 }
             }
@@ -534,7 +534,7 @@ async fn bounded<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(after, call).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Unavailable(Box::new(StoreTimeout {
+        Err(_) => Err(Error::StoreUnavailable(Box::new(StoreTimeout {
             operation,
             after,
         }))),
@@ -580,7 +580,7 @@ impl Job {
         }
         bounded(self.store_timeout, "ack", async {
             answer.await.map_err(|_| {
-                Error::Unavailable(Box::new(AckFailed("the acker stopped".to_owned())))
+                Error::StoreUnavailable(Box::new(AckFailed("the acker stopped".to_owned())))
             })?
         })
         .await

@@ -158,9 +158,10 @@ pub enum Error {
     /// An instance could not be (de)serialized.
     #[error("instance (de)serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
-    /// The store failed (connection, query). Usually transient: retry later.
-    #[error("snapshot store failed: {0}")]
-    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The snapshot store is down, timed out or failed the query: nothing was saved. Retry
+    /// later (a webhook answers 503 so the sender retries).
+    #[error("snapshot store unavailable: {0}")]
+    StoreUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

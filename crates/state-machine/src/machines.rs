@@ -181,7 +181,7 @@ where
     /// The instance stored under `key`, with the definition it runs on.
     ///
     /// # Errors
-    /// [`Error::Store`], and restore errors ([`Error::UnknownDefinition`],
+    /// [`Error::StoreUnavailable`], and restore errors ([`Error::UnknownDefinition`],
     /// [`Error::Migration`], [`Error::Serialization`]).
     pub async fn load_with_definition(
         &self,
@@ -208,7 +208,7 @@ where
     /// key must be new), and advances `instance`'s version.
     ///
     /// # Errors
-    /// [`Error::Conflict`] if someone saved in between (reload and re-apply), [`Error::Store`],
+    /// [`Error::Conflict`] if someone saved in between (reload and re-apply), [`Error::StoreUnavailable`],
     /// [`Error::Serialization`].
     pub async fn save(&self, key: &str, instance: &mut Instance<S, C>) -> Result<(), Error> {
         let expected = instance.version;
@@ -362,7 +362,7 @@ where
     /// every healthy one from firing.
     ///
     /// # Errors
-    /// [`Error::Store`] when the due instances cannot be listed.
+    /// [`Error::StoreUnavailable`] when the due instances cannot be listed.
     pub async fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Result<SweepReport<S>, Error> {
         let mut report = SweepReport::default();
         for snapshot in self.store.due(now, limit).await? {

@@ -213,7 +213,7 @@ impl Ingestor {
             let results = tokio::time::timeout(WRITE_TIMEOUT, self.queue.enqueue_batch(batch))
                 .await
                 .map_err(|_| {
-                    steadfast_dlq::Error::Unavailable(Box::new(std::io::Error::new(
+                    steadfast_dlq::Error::StoreUnavailable(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!("no answer within {WRITE_TIMEOUT:?}"),
                     )))

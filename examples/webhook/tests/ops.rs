@@ -327,7 +327,7 @@ impl CountingQueue {
     fn enter(&self) -> Result<(), steadfast_dlq::Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
-            return Err(steadfast_dlq::Error::Unavailable(DRIVER_TEXT.into()));
+            return Err(steadfast_dlq::Error::StoreUnavailable(DRIVER_TEXT.into()));
         }
         Ok(())
     }

@@ -90,7 +90,7 @@ impl PostgresQueue {
         migrator
             .run(pool)
             .await
-            .map_err(|e| Error::Unavailable(Box::new(e)))
+            .map_err(|e| Error::StoreUnavailable(Box::new(e)))
     }
 
     /// The pool.
@@ -502,7 +502,7 @@ impl QueueStore for PostgresQueue {
                     // The conflicting message was deleted (purged or pruned) between our
                     // insert and lookup: nothing was stored for this one; the caller may retry.
                     None => {
-                        return Err(Error::Unavailable(
+                        return Err(Error::StoreUnavailable(
                             format!(
                                 "dedup key {:?} changed state during enqueue; retry",
                                 m.dedup_key

@@ -31,7 +31,7 @@ impl PostgresSnapshots {
     /// migrations recorded in the shared `_sqlx_migrations` table.
     ///
     /// # Errors
-    /// [`Error::Store`] when a migration cannot be applied.
+    /// [`Error::StoreUnavailable`] when a migration cannot be applied.
     pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.set_ignore_missing(true);
@@ -55,7 +55,7 @@ impl PostgresSnapshots {
 }
 
 fn store(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::Store(Box::new(e))
+    Error::StoreUnavailable(Box::new(e))
 }
 
 fn to_u64(v: i64) -> u64 {
