@@ -1,12 +1,18 @@
-//! The crate's one error type.
+//! The crate's two error types: [`DefinitionError`] when a definition is built or
+//! registered (a programming mistake, found once at start-up), [`Error`] when an instance is
+//! driven, restored or persisted (at run time, per event).
+//!
+//! They are apart so that a caller matches only what can happen where it stands: a service
+//! that builds its definitions at start-up and `expect`s them never has to handle
+//! `DuplicateState` in its request path, and a `send` never returns a building error.
 
-/// Everything that can go wrong: building a definition, sending an event, restoring or
-/// persisting an instance. States and events are carried as text (their `Debug` form / event
-/// name) so that the error is not generic and can cross a `dyn SnapshotStore`.
+/// A definition could not be built ([`DefinitionBuilder::build`](crate::DefinitionBuilder::build))
+/// or registered ([`Registry::register`](crate::Registry::register)). Every variant is a mistake
+/// in the definition: fix it; building it again fails the same way. States and events are
+/// carried as text (their `Debug` form / event name) so that the error is not generic.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    // ---- building a definition: fix the definition ----
+pub enum DefinitionError {
     /// The definition declares no state at all.
     #[error("definition `{definition}` declares no state")]
     NoStates {
@@ -80,9 +86,27 @@ pub enum Error {
         reason: String,
     },
 
+    // ---- registering ----
+    /// A definition with this name and version is already registered: register each version
+    /// once (a new definition needs a new version).
+    #[error("definition `{name}` v{version} registered twice")]
+    DuplicateDefinition {
+        /// Definition name.
+        name: String,
+        /// Version.
+        version: u32,
+    },
+}
+
+/// What went wrong at run time: sending an event, restoring an instance or persisting it.
+/// States and events are carried as text (their `Debug` form / event name) so that the error
+/// is not generic and can cross a `dyn SnapshotStore`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
     // ---- sending an event ----
     /// No transition is enabled for this event in the current state (nor any ancestor). The
-    /// instance is unchanged.
+    /// instance is unchanged: the event does not apply now; drop it or tell the sender.
     #[error("no transition from {state} on `{event}`")]
     NoTransition {
         /// The current (leaf) state.
@@ -105,7 +129,8 @@ pub enum Error {
         /// The instance's definition version.
         found_version: u32,
     },
-    /// The instance's current state is not a leaf of its definition (corrupt or hand-edited data).
+    /// The instance's current state is not a leaf of its definition (corrupt or hand-edited
+    /// data). Retrying fails the same way: repair or delete the stored instance.
     #[error("instance is in {state}, which is not a leaf state of `{definition}`")]
     InvalidInstanceState {
         /// Definition name.
@@ -114,9 +139,9 @@ pub enum Error {
         state: String,
     },
 
-    // ---- registry ----
+    // ---- restoring through a registry ----
     /// No definition with this name and version is registered, and no migration leads from it
-    /// to one that is.
+    /// to one that is: register that version, or a migration from it.
     #[error("no definition `{name}` v{version} registered, and no migration from it")]
     UnknownDefinition {
         /// Definition name.
@@ -124,15 +149,8 @@ pub enum Error {
         /// Version.
         version: u32,
     },
-    /// A definition with this name and version is already registered.
-    #[error("definition `{name}` v{version} registered twice")]
-    DuplicateDefinition {
-        /// Definition name.
-        name: String,
-        /// Version.
-        version: u32,
-    },
-    /// A registered migration failed.
+    /// A registered migration failed: fix the migration (or the stored data); retrying fails
+    /// the same way.
     #[error("migration of `{name}` from v{from} failed: {reason}")]
     Migration {
         /// Definition name.
@@ -155,7 +173,8 @@ pub enum Error {
         /// The version stored (`None`: no row).
         actual: Option<u64>,
     },
-    /// An instance could not be (de)serialized.
+    /// An instance could not be (de)serialized: the stored JSON does not match the context
+    /// type. Retrying fails the same way; register a migration for the old shape.
     #[error("instance (de)serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
     /// The snapshot store is down, timed out or failed the query: nothing was saved. Retry

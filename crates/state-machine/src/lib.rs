@@ -14,7 +14,7 @@ pub mod testing;
 mod types;
 
 pub use definition::{DEFAULT_HISTORY_LIMIT, Definition, DefinitionBuilder, Edge, Transition};
-pub use error::Error;
+pub use error::{DefinitionError, Error};
 pub use instance::{HistoryRecord, Instance};
 pub use machines::{
     Applied, DEFAULT_CONFLICT_RETRIES, DEFAULT_FAILURE_BACKOFF, DEFAULT_FAILURE_BACKOFF_MAX,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::definition::Definition;
-use crate::error::Error;
+use crate::error::{DefinitionError, Error};
 use crate::instance::Instance;
 use crate::types::{Event, StateId};
 
@@ -67,15 +67,18 @@ where
     /// Registers a definition under its name and version.
     ///
     /// # Errors
-    /// [`Error::DuplicateDefinition`] if that name and version is already registered.
-    pub fn register(&mut self, definition: Arc<Definition<S, E, C>>) -> Result<(), Error> {
+    /// [`DefinitionError::DuplicateDefinition`] if that name and version is already registered.
+    pub fn register(
+        &mut self,
+        definition: Arc<Definition<S, E, C>>,
+    ) -> Result<(), DefinitionError> {
         let versions = self
             .definitions
             .entry(definition.name().to_owned())
             .or_default();
         let version = definition.version();
         if versions.contains_key(&version) {
-            return Err(Error::DuplicateDefinition {
+            return Err(DefinitionError::DuplicateDefinition {
                 name: definition.name().to_owned(),
                 version,
             });

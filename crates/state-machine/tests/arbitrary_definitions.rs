@@ -4,7 +4,7 @@
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
-use steadfast_state_machine::{Definition, Edge, Error, Event};
+use steadfast_state_machine::{Definition, DefinitionError, Edge, Error, Event};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Ev(u8);
@@ -96,7 +96,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         })
 }
 
-fn build(spec: &Spec) -> Result<Definition<u8, Ev, u32>, Error> {
+fn build(spec: &Spec) -> Result<Definition<u8, Ev, u32>, DefinitionError> {
     let mut b = Definition::<u8, Ev, u32>::builder("arb", 1).history_limit(5);
     for &(s, parent) in &spec.states {
         b = match parent {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use steadfast_state_machine::{Definition, Edge, Error, Event, Registry};
+use steadfast_state_machine::{Definition, DefinitionError, Edge, Error, Event, Registry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum S {
@@ -482,16 +482,16 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
     let e = Definition::<S, Ev, Log>::builder("empty", 1)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::NoStates { .. }));
+    assert!(matches!(e, DefinitionError::NoStates { .. }));
 
     let e = base().state(S::Off).build().unwrap_err();
-    assert!(matches!(e, Error::DuplicateState { ref state } if state == "Off"));
+    assert!(matches!(e, DefinitionError::DuplicateState { ref state } if state == "Off"));
 
     let e = base().transition(S::P, K::Back, S::Q).build().unwrap_err();
-    assert!(matches!(e, Error::UnknownState { ref state, .. } if state == "Q"));
+    assert!(matches!(e, DefinitionError::UnknownState { ref state, .. } if state == "Q"));
 
     let e = base().child(S::Q, S::Q1).build().unwrap_err();
-    assert!(matches!(e, Error::UnknownState { ref state, .. } if state == "Q"));
+    assert!(matches!(e, DefinitionError::UnknownState { ref state, .. } if state == "Q"));
 
     let e = base()
         .state(S::Q)
@@ -499,7 +499,7 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
         .transition(S::P, K::Jump, S::Q)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::MissingInitialChild { ref state } if state == "Q"));
+    assert!(matches!(e, DefinitionError::MissingInitialChild { ref state } if state == "Q"));
 
     let e = base()
         .state(S::Q)
@@ -507,16 +507,18 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
         .initial_child(S::Q, S::P)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::InitialNotChild { .. }));
+    assert!(matches!(e, DefinitionError::InitialNotChild { .. }));
 
     let e = base().state(S::Q).state(S::Done).build().unwrap_err();
-    assert!(matches!(e, Error::UnreachableStates { ref states } if states == &["Q", "Done"]));
+    assert!(
+        matches!(e, DefinitionError::UnreachableStates { ref states } if states == &["Q", "Done"])
+    );
 
     let e = base()
         .transition(S::Off, K::Go, S::Off)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::AmbiguousTransition { ref state, .. } if state == "Off"));
+    assert!(matches!(e, DefinitionError::AmbiguousTransition { ref state, .. } if state == "Off"));
 
     let e = base()
         .state(S::Done)
@@ -525,7 +527,7 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
         .transition(S::Done, K::Back, S::Off)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::FinalStateNotFinal { ref state } if state == "Done"));
+    assert!(matches!(e, DefinitionError::FinalStateNotFinal { ref state } if state == "Done"));
 
     let e = Definition::<S, Ev, Log>::builder("cycle", 1)
         .state(S::Off)
@@ -533,7 +535,7 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
         .child(S::P, S::Q)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::ParentCycle { .. }));
+    assert!(matches!(e, DefinitionError::ParentCycle { .. }));
 
     let e = base()
         .after(S::P, Duration::from_secs(1), Ev::Tick)
@@ -542,7 +544,7 @@ fn builder_rejects_invalid_definitions_with_typed_errors() {
         .unwrap_err();
     assert!(matches!(
         e,
-        Error::InvalidSetting {
+        DefinitionError::InvalidSetting {
             setting: "after",
             ..
         }
@@ -599,7 +601,7 @@ fn registry_restores_by_version_and_migrates_retired_versions() {
     reg.register(v1.clone()).unwrap();
     assert!(matches!(
         reg.register(v1.clone()),
-        Err(Error::DuplicateDefinition { version: 1, .. })
+        Err(DefinitionError::DuplicateDefinition { version: 1, .. })
     ));
     let (def, back) = reg.restore(stored.clone()).unwrap();
     assert_eq!(def.version(), 1);

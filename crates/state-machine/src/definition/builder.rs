@@ -11,7 +11,7 @@ use super::{
     Action, DEFAULT_HISTORY_LIMIT, Definition, Guard, Hook, StateAction, StateNode, Transition,
     TransitionDef,
 };
-use crate::error::Error;
+use crate::error::DefinitionError;
 use crate::types::{Event, StateId};
 
 /// One transition declaration: `from --kind [guard] / actions--> to`, for
@@ -54,7 +54,7 @@ impl<S, E: Event, C> Edge<S, E, C> {
 }
 
 /// Builds a [`Definition`]; nothing is checked until [`build`](DefinitionBuilder::build), which
-/// validates the whole and returns the first problem as a typed [`Error`].
+/// validates the whole and returns the first problem as a typed [`DefinitionError`].
 ///
 /// Defaults: the initial state is the first top-level state declared; history keeps
 /// [`DEFAULT_HISTORY_LIMIT`] records; an unhandled event is an error.
@@ -157,7 +157,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
     }
 
     /// Ignore events no transition handles (`send` returns an ignored [`Transition`]) instead of
-    /// returning [`Error::NoTransition`]. Default: false.
+    /// returning [`Error::NoTransition`](crate::Error::NoTransition). Default: false.
     pub fn ignore_unhandled(mut self, ignore: bool) -> Self {
         self.ignore_unhandled = ignore;
         self
@@ -198,29 +198,32 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
     /// Validates and builds.
     ///
     /// # Errors
-    /// [`Error::NoStates`], [`Error::DuplicateState`], [`Error::UnknownState`],
-    /// [`Error::ParentCycle`], [`Error::MissingInitialChild`], [`Error::InitialNotChild`],
-    /// [`Error::FinalStateNotFinal`], [`Error::AmbiguousTransition`],
-    /// [`Error::UnreachableStates`], [`Error::InvalidSetting`].
-    pub fn build(self) -> Result<Definition<S, E, C>, Error> {
+    /// [`DefinitionError::NoStates`], [`DefinitionError::DuplicateState`], [`DefinitionError::UnknownState`],
+    /// [`DefinitionError::ParentCycle`], [`DefinitionError::MissingInitialChild`], [`DefinitionError::InitialNotChild`],
+    /// [`DefinitionError::FinalStateNotFinal`], [`DefinitionError::AmbiguousTransition`],
+    /// [`DefinitionError::UnreachableStates`], [`DefinitionError::InvalidSetting`].
+    pub fn build(self) -> Result<Definition<S, E, C>, DefinitionError> {
         if self.states.is_empty() {
-            return Err(Error::NoStates {
+            return Err(DefinitionError::NoStates {
                 definition: self.name,
             });
         }
         let mut index = HashMap::new();
         for (i, (s, _)) in self.states.iter().enumerate() {
             if index.insert(*s, i).is_some() {
-                return Err(Error::DuplicateState {
+                return Err(DefinitionError::DuplicateState {
                     state: format!("{s:?}"),
                 });
             }
         }
         let lookup = |s: &S, used_by: &str| {
-            index.get(s).copied().ok_or_else(|| Error::UnknownState {
-                state: format!("{s:?}"),
-                used_by: used_by.to_owned(),
-            })
+            index
+                .get(s)
+                .copied()
+                .ok_or_else(|| DefinitionError::UnknownState {
+                    state: format!("{s:?}"),
+                    used_by: used_by.to_owned(),
+                })
         };
         let mut nodes: Vec<StateNode<S, C, E>> = Vec::with_capacity(self.states.len());
         for (s, parent) in &self.states {
@@ -246,7 +249,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             while let Some(i) = s {
                 steps += 1;
                 if steps > nodes.len() {
-                    return Err(Error::ParentCycle {
+                    return Err(DefinitionError::ParentCycle {
                         state: format!("{:?}", nodes[start].id),
                     });
                 }
@@ -262,7 +265,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             let p = lookup(parent, "initial_child")?;
             let c = lookup(child, "initial_child")?;
             if nodes[c].parent != Some(p) {
-                return Err(Error::InitialNotChild {
+                return Err(DefinitionError::InitialNotChild {
                     parent: format!("{parent:?}"),
                     child: format!("{child:?}"),
                 });
@@ -271,7 +274,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
         }
         for node in &nodes {
             if !node.children.is_empty() && node.initial.is_none() {
-                return Err(Error::MissingInitialChild {
+                return Err(DefinitionError::MissingInitialChild {
                     state: format!("{:?}", node.id),
                 });
             }
@@ -280,7 +283,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             Some(s) => {
                 let i = lookup(s, "initial")?;
                 if nodes[i].parent.is_some() {
-                    return Err(Error::InitialNotChild {
+                    return Err(DefinitionError::InitialNotChild {
                         parent: "<root>".to_owned(),
                         child: format!("{s:?}"),
                     });
@@ -290,7 +293,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             None => nodes
                 .iter()
                 .position(|n| n.parent.is_none())
-                .ok_or_else(|| Error::ParentCycle {
+                .ok_or_else(|| DefinitionError::ParentCycle {
                     state: format!("{:?}", nodes[0].id),
                 })?,
         };
@@ -304,12 +307,13 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
         }
         for (s, after, event) in self.afters {
             let i = lookup(&s, "after")?;
-            let delta = TimeDelta::from_std(after).map_err(|e| Error::InvalidSetting {
-                setting: "after",
-                reason: format!("{after:?} for {s:?}: {e}"),
-            })?;
+            let delta =
+                TimeDelta::from_std(after).map_err(|e| DefinitionError::InvalidSetting {
+                    setting: "after",
+                    reason: format!("{after:?} for {s:?}: {e}"),
+                })?;
             if nodes[i].after.replace((delta, event)).is_some() {
-                return Err(Error::InvalidSetting {
+                return Err(DefinitionError::InvalidSetting {
                     setting: "after",
                     reason: format!("{s:?} declares more than one timeout"),
                 });
@@ -318,7 +322,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
         for s in &self.finals {
             let i = lookup(s, "final_state")?;
             if !nodes[i].children.is_empty() || nodes[i].after.is_some() {
-                return Err(Error::FinalStateNotFinal {
+                return Err(DefinitionError::FinalStateNotFinal {
                     state: format!("{s:?}"),
                 });
             }
@@ -332,7 +336,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             let source = lookup(&edge.from, &used_by)?;
             let target = lookup(&edge.to, &used_by)?;
             if nodes[source].is_final {
-                return Err(Error::FinalStateNotFinal {
+                return Err(DefinitionError::FinalStateNotFinal {
                     state: format!("{:?}", edge.from),
                 });
             }
@@ -343,7 +347,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
                 .iter()
                 .any(|&t: &usize| transitions_guard_is_none(&transitions, t))
             {
-                return Err(Error::AmbiguousTransition {
+                return Err(DefinitionError::AmbiguousTransition {
                     state: format!("{:?}", edge.from),
                     event: format!("{:?}", edge.kind),
                 });
@@ -402,7 +406,7 @@ impl<S: StateId, E: Event, C> DefinitionBuilder<S, E, C> {
             .map(|(n, _)| format!("{:?}", n.id))
             .collect();
         if !unreachable.is_empty() {
-            return Err(Error::UnreachableStates {
+            return Err(DefinitionError::UnreachableStates {
                 states: unreachable,
             });
         }
