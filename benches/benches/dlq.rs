@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use steadfast_dlq::{NewMessage, PostgresQueue, QueueStore, Retention};
+use steadfast_dlq::{NewMessage, PostgresQueue, QueueAdmin, QueueStore, Retention};
 
 /// Messages per claim+ack measurement iteration.
 const PER_ITER: u64 = 400;

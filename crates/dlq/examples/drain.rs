@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use steadfast_dlq::{NewMessage, Outcome, PostgresQueue, QueueStore, State, Worker};
+use steadfast_dlq::{NewMessage, Outcome, PostgresQueue, QueueAdmin, QueueStore, State, Worker};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -174,7 +174,7 @@ impl QueueConfigBuilder {
     /// Whether `queue` remembers the dedup keys of its `done` messages (default `true`, as the
     /// seed's `message_id UNIQUE`, Oban's and River's unique jobs: a completed message stays
     /// unique until it is pruned). An enqueue whose dedup key belongs to a `done` message still
-    /// retained (not yet [pruned](crate::QueueStore::prune)) is an
+    /// retained (not yet [pruned](crate::QueueAdmin::prune)) is an
     /// [`Enqueued::Duplicate`](crate::Enqueued::Duplicate) of it, so the ack itself is a
     /// durable "processed" marker and a service needs no marker write of its own.
     ///

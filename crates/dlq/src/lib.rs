@@ -19,10 +19,10 @@ pub use message::{
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
 pub use steadfast_retry::{ManualClock, SystemClock, TokioClock, WallClock};
-pub use store::QueueStore;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresQueue;
+pub use store::{Queue, QueueAdmin, QueueStore};
 pub use worker::{
     DEFAULT_WORKER_STORE_TIMEOUT, Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport,
 };

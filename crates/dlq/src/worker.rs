@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Error, Failure, Lease, Message, MessageId, QueueStats, QueueStore, Snooze, State};
+use crate::{Error, Failure, Lease, Message, MessageId, Queue, QueueStats, Snooze, State};
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +115,16 @@ pub struct WorkerReport {
 /// On shutdown it stops claiming, waits up to `shutdown_timeout` for in-flight handlers, then
 /// aborts the rest and releases their leases so another worker takes them at once.
 ///
+/// It takes the whole [`Queue`]: besides the worker's contract ([`QueueStore`](crate::QueueStore)) it
+/// reads the queue's [`stats`](crate::QueueAdmin::stats) every `stats_interval` for
+/// [`WorkerHooks::queue_stats`].
+///
 /// Every store call it makes (claim, heartbeat, ack, fail, release, stats) is bounded by
 /// `store_timeout`: a store that never answers (a black-holed database connection) fails the
 /// call with [`Error::StoreUnavailable`] instead of holding a slot, the loop or the shutdown forever.
 /// What such a call leaves behind is recovered by the lease, as after a crash.
 pub struct Worker {
-    store: Arc<dyn QueueStore>,
+    store: Arc<dyn Queue>,
     queue: String,
     concurrency: usize,
     batch_size: usize,
@@ -155,7 +159,7 @@ pub const DEFAULT_WORKER_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// poll interval 1 s, shutdown timeout 30 s, stats every 15 s, store timeout 10 s
 /// ([`DEFAULT_WORKER_STORE_TIMEOUT`]), no hooks.
 pub struct WorkerBuilder {
-    store: Arc<dyn QueueStore>,
+    store: Arc<dyn Queue>,
     queue: String,
     concurrency: usize,
     batch_size: Option<usize>,
@@ -313,11 +317,11 @@ type AckRequest = (Lease, oneshot::Sender<Result<bool, Error>>);
 const MAX_ACK_BATCH: usize = 256;
 
 /// Writes the acks of messages that finish together in one store call
-/// ([`QueueStore::ack_batch_ids`]): one commit instead of one each. It never waits to fill a
+/// ([`QueueStore::ack_batch_ids`](crate::QueueStore::ack_batch_ids)): one commit instead of one each. It never waits to fill a
 /// batch: it writes what is queued at once, and what arrives meanwhile goes in the next
 /// write, so an ack waits at most for the write before it (group commit).
 async fn acker(
-    store: Arc<dyn QueueStore>,
+    store: Arc<dyn Queue>,
     mut requests: mpsc::UnboundedReceiver<AckRequest>,
     store_timeout: Duration,
 ) {
@@ -337,9 +341,9 @@ async fn acker(
                 let text = e.to_string();
                 let mut first = Some(e);
                 for (_, reply) in batch.drain(..) {
-                    let e = first
-                        .take()
-                        .unwrap_or_else(|| Error::StoreUnavailable(Box::new(AckFailed(text.clone()))));
+                    let e = first.take().unwrap_or_else(|| {
+                        Error::StoreUnavailable(Box::new(AckFailed(text.clone())))
+                    });
                     let _ = reply.send(Err(e));
                 }
             }
@@ -354,7 +358,7 @@ struct AckFailed(String);
 
 impl Worker {
     /// A builder for a worker over `queue` of `store`.
-    pub fn builder(store: Arc<dyn QueueStore>, queue: impl Into<String>) -> WorkerBuilder {
+    pub fn builder(store: Arc<dyn Queue>, queue: impl Into<String>) -> WorkerBuilder {
         WorkerBuilder {
             store,
             queue: queue.into(),
@@ -556,7 +560,7 @@ fn tally(report: &mut WorkerReport, done: Result<Settled, tokio::task::JoinError
 
 /// Everything one message's task needs.
 struct Job {
-    store: Arc<dyn QueueStore>,
+    store: Arc<dyn Queue>,
     hooks: Arc<dyn WorkerHooks>,
     in_flight: InFlight,
     acks: mpsc::UnboundedSender<AckRequest>,

@@ -1,15 +1,15 @@
-//! The `QueueStore` conformance suite on every adapter, run through its export
-//! (`steadfast_dlq::testing`), as a third party's store would run it.
+//! The queue conformance suite (`QueueStore` and `QueueAdmin`) on every adapter, run through
+//! its export (`steadfast_dlq::testing`), as a third party's store would run it.
 
 use std::sync::Arc;
 
 use steadfast_dlq::testing::conformance;
-use steadfast_dlq::{MemoryQueue, QueueStore};
+use steadfast_dlq::{MemoryQueue, Queue};
 
 #[tokio::test]
 async fn memory_queue_conforms() {
     conformance(|config| async move {
-        let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::with_config(config));
+        let store: Arc<dyn Queue> = Arc::new(MemoryQueue::with_config(config));
         Some((store, ()))
     })
     .await;
@@ -22,8 +22,7 @@ async fn postgres_queue_conforms() {
     conformance(|config| async move {
         let pg = steadfast_testkit::postgres().await?;
         PostgresQueue::migrate(pg.pool()).await.unwrap();
-        let store: Arc<dyn QueueStore> =
-            Arc::new(PostgresQueue::with_config(pg.pool().clone(), config));
+        let store: Arc<dyn Queue> = Arc::new(PostgresQueue::with_config(pg.pool().clone(), config));
         Some((store, pg))
     })
     .await;

@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use steadfast_dlq::{
-    LEASE_EXPIRED, ManualClock, MessageId, NewMessage, Outcome, PostgresQueue, QueueConfig,
-    QueueStore, State, Worker,
+    LEASE_EXPIRED, ManualClock, MessageId, NewMessage, Outcome, PostgresQueue, Queue, QueueAdmin,
+    QueueConfig, QueueStore, State, Worker,
 };
 
 /// (attempt, correlation id) as a handler saw them.
@@ -27,7 +27,7 @@ async fn instance(pg: &steadfast_testkit::PgSchema, config: QueueConfig) -> Arc<
     Arc::new(PostgresQueue::with_config(pool, config))
 }
 
-async fn wait_done(store: &dyn QueueStore, n: u64) {
+async fn wait_done(store: &dyn Queue, n: u64) {
     let waited = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let stats = store.stats().await.unwrap();

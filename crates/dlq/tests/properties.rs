@@ -7,8 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::json;
 use steadfast_dlq::{
-    Failure, Filter, Lease, ManualClock, MemoryQueue, MessageId, NewMessage, Page, QueueConfig,
-    QueueStore, State,
+    Failure, Filter, Lease, ManualClock, MemoryQueue, MessageId, NewMessage, Page, QueueAdmin,
+    QueueConfig, QueueStore, State,
 };
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::json;
 use steadfast_dlq::{
-    Error, Failure, MemoryQueue, MessageId, NewMessage, Outcome, QueueConfig, QueueStats,
-    QueueStore, Snooze, State, TokioClock, Worker, WorkerHooks,
+    Error, Failure, MemoryQueue, MessageId, NewMessage, Outcome, Queue, QueueAdmin, QueueConfig,
+    QueueStats, QueueStore, Snooze, State, TokioClock, Worker, WorkerHooks,
 };
 use tokio::sync::oneshot;
 
@@ -22,7 +22,7 @@ fn store() -> Arc<MemoryQueue> {
     Arc::new(MemoryQueue::with_config(config))
 }
 
-async fn fill(store: &dyn QueueStore, n: u32) -> Vec<MessageId> {
+async fn fill(store: &dyn Queue, n: u32) -> Vec<MessageId> {
     let batch = (0..n)
         .map(|i| NewMessage::new("q", json!({ "i": i })).dedup_key(format!("k{i}")))
         .collect();
@@ -31,7 +31,7 @@ async fn fill(store: &dyn QueueStore, n: u32) -> Vec<MessageId> {
 }
 
 /// Stops the worker once `store` has `n` messages settled (done or dead).
-async fn settled(store: Arc<dyn QueueStore>, n: u64) {
+async fn settled(store: Arc<dyn Queue>, n: u64) {
     loop {
         let stats = store.stats().await.unwrap();
         let s = stats
@@ -168,7 +168,7 @@ async fn heartbeats_keep_a_long_handler_s_lease() {
         .heartbeat(Duration::from_secs(3))
         .build()
         .unwrap();
-    let spy: Arc<dyn QueueStore> = store.clone();
+    let spy: Arc<dyn Queue> = store.clone();
     let report = worker
         .run(
             |_m| async {
@@ -267,7 +267,7 @@ async fn a_panicking_handler_fails_the_attempt() {
     let store = store();
     let ids = fill(&*store, 1).await;
     let worker = Worker::builder(store.clone(), "q").build().unwrap();
-    let spy: Arc<dyn QueueStore> = store.clone();
+    let spy: Arc<dyn Queue> = store.clone();
     let report = worker
         .run(
             |_m| async {
@@ -296,7 +296,7 @@ async fn idle_workers_wake_on_enqueue() {
         .poll_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let producer: Arc<dyn QueueStore> = store.clone();
+    let producer: Arc<dyn Queue> = store.clone();
     let start = tokio::time::Instant::now();
     let report = worker
         .run(|_m| async { Outcome::Ack }, async move {
@@ -312,7 +312,7 @@ async fn idle_workers_wake_on_enqueue() {
 
 #[test]
 fn builder_rejects_settings_that_cannot_work() {
-    let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::new());
+    let store: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
     let invalid =
         |b: steadfast_dlq::WorkerBuilder| matches!(b.build(), Err(Error::InvalidConfig(_)));
     assert!(invalid(Worker::builder(store.clone(), "")));
@@ -352,6 +352,7 @@ impl QueueStore for RecordingClaims {
     ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
         self.inner.enqueue_batch(messages).await
     }
+
     async fn claim(
         &self,
         queue: &str,
@@ -362,15 +363,19 @@ impl QueueStore for RecordingClaims {
         self.claims.lock().push((limit, out.len()));
         Ok(out)
     }
+
     async fn ack(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         self.inner.ack(lease).await
     }
+
     async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
         self.inner.ack_batch(leases).await
     }
+
     async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
         self.inner.fail(lease, failure).await
     }
+
     async fn extend(
         &self,
         lease: &steadfast_dlq::Lease,
@@ -378,12 +383,26 @@ impl QueueStore for RecordingClaims {
     ) -> Result<steadfast_dlq::Lease, Error> {
         self.inner.extend(lease, lease_for).await
     }
+
     async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         self.inner.release(lease).await
     }
+
+    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
+        self.inner.snooze(lease, snooze).await
+    }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueAdmin for RecordingClaims {
     async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
         self.inner.get(id).await
     }
+
     async fn list(
         &self,
         filter: &steadfast_dlq::Filter,
@@ -391,35 +410,36 @@ impl QueueStore for RecordingClaims {
     ) -> Result<Vec<steadfast_dlq::Message>, Error> {
         self.inner.list(filter, page).await
     }
-    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
-        self.inner.snooze(lease, snooze).await
-    }
+
     async fn run_now(&self, id: MessageId) -> Result<(), Error> {
         self.inner.run_now(id).await
     }
+
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         self.inner.replay(id).await
     }
+
     async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.replay_matching(filter).await
     }
+
     async fn delete(&self, id: MessageId) -> Result<bool, Error> {
         self.inner.delete(id).await
     }
+
     async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.purge(filter).await
     }
+
     async fn prune(
         &self,
         retention: &steadfast_dlq::Retention,
     ) -> Result<steadfast_dlq::Pruned, Error> {
         self.inner.prune(retention).await
     }
+
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         self.inner.stats().await
-    }
-    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        self.inner.wait_for_work(queue, timeout).await
     }
 }
 
@@ -496,6 +516,7 @@ impl QueueStore for Stalling {
     ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
         self.inner.enqueue_batch(messages).await
     }
+
     async fn claim(
         &self,
         queue: &str,
@@ -505,17 +526,21 @@ impl QueueStore for Stalling {
         self.gate("claim").await;
         self.inner.claim(queue, limit, lease).await
     }
+
     async fn ack(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         self.gate("ack").await;
         self.inner.ack(lease).await
     }
+
     async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
         self.inner.ack_batch(leases).await
     }
+
     async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
         self.gate("fail").await;
         self.inner.fail(lease, failure).await
     }
+
     async fn extend(
         &self,
         lease: &steadfast_dlq::Lease,
@@ -524,13 +549,27 @@ impl QueueStore for Stalling {
         self.gate("extend").await;
         self.inner.extend(lease, lease_for).await
     }
+
     async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         self.gate("release").await;
         self.inner.release(lease).await
     }
+
+    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
+        self.inner.snooze(lease, snooze).await
+    }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueAdmin for Stalling {
     async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
         self.inner.get(id).await
     }
+
     async fn list(
         &self,
         filter: &steadfast_dlq::Filter,
@@ -538,36 +577,37 @@ impl QueueStore for Stalling {
     ) -> Result<Vec<steadfast_dlq::Message>, Error> {
         self.inner.list(filter, page).await
     }
-    async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
-        self.inner.snooze(lease, snooze).await
-    }
+
     async fn run_now(&self, id: MessageId) -> Result<(), Error> {
         self.inner.run_now(id).await
     }
+
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         self.inner.replay(id).await
     }
+
     async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.replay_matching(filter).await
     }
+
     async fn delete(&self, id: MessageId) -> Result<bool, Error> {
         self.inner.delete(id).await
     }
+
     async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.purge(filter).await
     }
+
     async fn prune(
         &self,
         retention: &steadfast_dlq::Retention,
     ) -> Result<steadfast_dlq::Pruned, Error> {
         self.inner.prune(retention).await
     }
+
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         self.gate("stats").await;
         self.inner.stats().await
-    }
-    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        self.inner.wait_for_work(queue, timeout).await
     }
 }
 
@@ -822,6 +862,7 @@ impl QueueStore for RecordingAcks {
     ) -> Result<Vec<steadfast_dlq::Enqueued>, Error> {
         self.inner.enqueue_batch(messages).await
     }
+
     async fn claim(
         &self,
         queue: &str,
@@ -830,12 +871,15 @@ impl QueueStore for RecordingAcks {
     ) -> Result<Vec<steadfast_dlq::Claimed>, Error> {
         self.inner.claim(queue, limit, lease).await
     }
+
     async fn ack(&self, _lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         panic!("the worker acks through ack_batch_ids");
     }
+
     async fn ack_batch(&self, leases: &[steadfast_dlq::Lease]) -> Result<u64, Error> {
         self.inner.ack_batch(leases).await
     }
+
     async fn ack_batch_ids(
         &self,
         leases: &[steadfast_dlq::Lease],
@@ -845,12 +889,15 @@ impl QueueStore for RecordingAcks {
         tokio::time::sleep(Duration::from_millis(2)).await;
         self.inner.ack_batch_ids(leases).await
     }
+
     async fn fail(&self, lease: &steadfast_dlq::Lease, failure: Failure) -> Result<State, Error> {
         self.inner.fail(lease, failure).await
     }
+
     async fn snooze(&self, lease: &steadfast_dlq::Lease, snooze: Snooze) -> Result<State, Error> {
         self.inner.snooze(lease, snooze).await
     }
+
     async fn extend(
         &self,
         lease: &steadfast_dlq::Lease,
@@ -858,12 +905,22 @@ impl QueueStore for RecordingAcks {
     ) -> Result<steadfast_dlq::Lease, Error> {
         self.inner.extend(lease, lease_for).await
     }
+
     async fn release(&self, lease: &steadfast_dlq::Lease) -> Result<(), Error> {
         self.inner.release(lease).await
     }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueAdmin for RecordingAcks {
     async fn get(&self, id: MessageId) -> Result<Option<steadfast_dlq::Message>, Error> {
         self.inner.get(id).await
     }
+
     async fn list(
         &self,
         filter: &steadfast_dlq::Filter,
@@ -871,32 +928,36 @@ impl QueueStore for RecordingAcks {
     ) -> Result<Vec<steadfast_dlq::Message>, Error> {
         self.inner.list(filter, page).await
     }
+
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
         self.inner.replay(id).await
     }
+
     async fn run_now(&self, id: MessageId) -> Result<(), Error> {
         self.inner.run_now(id).await
     }
+
     async fn replay_matching(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.replay_matching(filter).await
     }
+
     async fn delete(&self, id: MessageId) -> Result<bool, Error> {
         self.inner.delete(id).await
     }
+
     async fn purge(&self, filter: &steadfast_dlq::Filter) -> Result<u64, Error> {
         self.inner.purge(filter).await
     }
+
     async fn prune(
         &self,
         retention: &steadfast_dlq::Retention,
     ) -> Result<steadfast_dlq::Pruned, Error> {
         self.inner.prune(retention).await
     }
+
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         self.inner.stats().await
-    }
-    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        self.inner.wait_for_work(queue, timeout).await
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use steadfast_circuit_breaker::Preset;
-use steadfast_dlq::{MemoryQueue, PostgresQueue, QueueConfig, QueueStore, Worker};
+use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, QueueConfig, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
 use steadfast_retry::RetryPolicy;
 use steadfast_service_registry::{Registry, ServiceConfig};
@@ -71,7 +71,7 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> StartupError {
 
 /// The stores, chosen by the configuration.
 struct Stores {
-    queue: Arc<dyn QueueStore>,
+    queue: Arc<dyn Queue>,
     snapshots: Arc<dyn SnapshotStore>,
     fast_path: Option<Arc<dyn DedupStore>>,
     kind: &'static str,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use steadfast_circuit_breaker::{CallError, CircuitBreaker};
-use steadfast_dlq::{Enqueued, NewMessage, QueueStore};
+use steadfast_dlq::{Enqueued, NewMessage, Queue};
 use steadfast_idempotency::Deduplicator;
 
 use crate::payload::{Delivery, InboundMessage};
@@ -68,7 +68,7 @@ pub struct IngestReport {
 /// Puts deliveries on the queue.
 #[derive(Clone)]
 pub struct Ingestor {
-    queue: Arc<dyn QueueStore>,
+    queue: Arc<dyn Queue>,
     queue_name: String,
     dedup: Option<Deduplicator>,
     breaker: Option<CircuitBreaker>,
@@ -87,7 +87,7 @@ impl Ingestor {
     /// Ingests into `queue_name` of `queue`, with an optional fast path (Redis, or memory in
     /// the demo) behind an optional breaker.
     pub fn new(
-        queue: Arc<dyn QueueStore>,
+        queue: Arc<dyn Queue>,
         queue_name: impl Into<String>,
         dedup: Option<Deduplicator>,
         breaker: Option<CircuitBreaker>,
@@ -120,7 +120,7 @@ impl Ingestor {
     }
 
     /// The queue store.
-    pub fn queue(&self) -> &Arc<dyn QueueStore> {
+    pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.queue
     }
 

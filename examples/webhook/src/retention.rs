@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast_dlq::QueueStore;
+use steadfast_dlq::Queue;
 use steadfast_state_machine::SnapshotStore;
 use tokio::sync::watch;
 
@@ -22,7 +22,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 /// What the retention loop prunes.
 pub struct Retained {
     /// The queue (done and dead rows).
-    pub queue: Arc<dyn QueueStore>,
+    pub queue: Arc<dyn Queue>,
     /// How long `done` rows are kept (the de-duplication window).
     pub done_retention: Duration,
     /// Conversations.

@@ -32,7 +32,7 @@ async fn app(extra: &str) -> App {
     .unwrap()
 }
 
-type Queue = std::sync::Arc<dyn steadfast_dlq::QueueStore>;
+type Queue = std::sync::Arc<dyn steadfast_dlq::Queue>;
 
 /// The dedup keys (`wamid`s) of every stored message; asserts that nothing else is stored.
 async fn queued(app: &App) -> BTreeSet<String> {

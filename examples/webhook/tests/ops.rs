@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use steadfast_dlq::{
     Claimed, Enqueued, Failure, Filter, Lease, MemoryQueue, Message, MessageId, NewMessage, Page,
-    Pruned, QueueStats, QueueStore, Retention,
+    Pruned, QueueAdmin, QueueStats, QueueStore, Retention,
 };
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, Timestamp};
 use steadfast_webhook::app::AppState;
@@ -342,6 +342,7 @@ impl QueueStore for CountingQueue {
         self.enter()?;
         self.inner.enqueue_batch(m).await
     }
+
     async fn claim(
         &self,
         q: &str,
@@ -351,14 +352,17 @@ impl QueueStore for CountingQueue {
         self.enter()?;
         self.inner.claim(q, limit, lease).await
     }
+
     async fn ack(&self, l: &Lease) -> Result<(), steadfast_dlq::Error> {
         self.enter()?;
         self.inner.ack(l).await
     }
+
     async fn ack_batch(&self, l: &[Lease]) -> Result<u64, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.ack_batch(l).await
     }
+
     async fn fail(
         &self,
         l: &Lease,
@@ -367,14 +371,17 @@ impl QueueStore for CountingQueue {
         self.enter()?;
         self.inner.fail(l, f).await
     }
+
     async fn extend(&self, l: &Lease, d: Duration) -> Result<Lease, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.extend(l, d).await
     }
+
     async fn release(&self, l: &Lease) -> Result<(), steadfast_dlq::Error> {
         self.enter()?;
         self.inner.release(l).await
     }
+
     async fn snooze(
         &self,
         l: &Lease,
@@ -383,44 +390,57 @@ impl QueueStore for CountingQueue {
         self.enter()?;
         self.inner.snooze(l, s).await
     }
+
+    async fn wait_for_work(&self, q: &str, timeout: Duration) {
+        self.inner.wait_for_work(q, timeout).await;
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for CountingQueue {
     async fn run_now(&self, id: MessageId) -> Result<(), steadfast_dlq::Error> {
         self.enter()?;
         self.inner.run_now(id).await
     }
+
     async fn get(&self, id: MessageId) -> Result<Option<Message>, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.get(id).await
     }
+
     async fn list(&self, f: &Filter, p: Page) -> Result<Vec<Message>, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.list(f, p).await
     }
+
     async fn replay(&self, id: MessageId) -> Result<(), steadfast_dlq::Error> {
         self.enter()?;
         self.inner.replay(id).await
     }
+
     async fn replay_matching(&self, f: &Filter) -> Result<u64, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.replay_matching(f).await
     }
+
     async fn delete(&self, id: MessageId) -> Result<bool, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.delete(id).await
     }
+
     async fn purge(&self, f: &Filter) -> Result<u64, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.purge(f).await
     }
+
     async fn prune(&self, r: &Retention) -> Result<Pruned, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.prune(r).await
     }
+
     async fn stats(&self) -> Result<Vec<QueueStats>, steadfast_dlq::Error> {
         self.enter()?;
         self.inner.stats().await
-    }
-    async fn wait_for_work(&self, q: &str, timeout: Duration) {
-        self.inner.wait_for_work(q, timeout).await;
     }
 }
 

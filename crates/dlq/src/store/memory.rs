@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure, after_snooze, check_claim,
-    check_replay_filter, lease_expired,
+    QueueAdmin, QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure, after_snooze,
+    check_claim, check_replay_filter, lease_expired,
 };
 use crate::time::{add, sub};
 use crate::{
@@ -495,6 +495,14 @@ impl QueueStore for MemoryQueue {
         Ok(())
     }
 
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        let waker = self.waker(queue);
+        let _ = tokio::time::timeout(timeout, waker.notified()).await;
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for MemoryQueue {
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
         Ok(self.inner.lock().messages.get(&id).cloned())
     }
@@ -628,10 +636,5 @@ impl QueueStore for MemoryQueue {
         let mut out: Vec<QueueStats> = by_queue.into_values().collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(out)
-    }
-
-    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        let waker = self.waker(queue);
-        let _ = tokio::time::timeout(timeout, waker.notified()).await;
     }
 }

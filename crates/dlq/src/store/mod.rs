@@ -1,145 +1,46 @@
-//! The [`QueueStore`] trait and its adapters.
+//! The two contracts a queue store implements, and the adapters of this crate.
+//!
+//! - [`QueueStore`] (`worker.rs`): what producers and the [`Worker`](crate::Worker) need to
+//!   move messages: enqueue, claim under a lease, settle (ack, fail, snooze, release, extend),
+//!   and wait for work.
+//! - [`QueueAdmin`] (`admin.rs`): what an operator and retention need: inspect, list, replay,
+//!   run now, delete, purge, prune, stats.
+//! - [`Queue`]: both behind one pointer. Every type that implements the two implements it
+//!   (a blanket impl), so a service holds one `Arc<dyn Queue>` and hands it to its worker, its
+//!   admin API and its retention task.
+//!
+//! Both adapters of this crate, [`MemoryQueue`](crate::MemoryQueue) and `PostgresQueue`,
+//! implement both contracts, and pass the one conformance suite (`testing::conformance`, feature
+//! `testing`), organised by the same two contracts.
 
 use std::time::Duration;
-
-use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
 use crate::time::add;
 use crate::{
-    AttemptError, Claimed, Enqueued, Error, Failure, Filter, HORIZON_PASSED, Lease, Message,
-    MessageId, NewMessage, Page, Pruned, QueueConfig, QueueStats, Retention, Snooze, State,
+    AttemptError, Error, Failure, Filter, HORIZON_PASSED, Lease, QueueConfig, Snooze, State,
 };
 
+mod admin;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod worker;
 
-/// A durable queue of messages with retry state and dead letters.
+pub use admin::QueueAdmin;
+pub use worker::QueueStore;
+
+/// A whole queue store: the worker's contract and the operator's, behind one pointer.
 ///
-/// Object-safe: share one as `Arc<dyn QueueStore>`. Every adapter passes the same conformance
-/// suite (`tests/conformance.rs`).
-///
-/// Leases fence settling writes: [`ack`](Self::ack), [`fail`](Self::fail),
-/// [`extend`](Self::extend) and [`release`](Self::release) succeed only while the lease's token
-/// is the message's current one, and return [`Error::LeaseLost`] otherwise.
-#[async_trait]
-pub trait QueueStore: Send + Sync + std::fmt::Debug {
-    /// Stores one message; a duplicate dedup key returns the existing id as
-    /// [`Enqueued::Duplicate`] (a key is held until its message is pruned or deleted; on a
-    /// queue that [forgets done keys](crate::QueueConfigBuilder::remember_done), only while
-    /// its message is not `done`).
-    async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, Error> {
-        let mut out = self.enqueue_batch(vec![message]).await?;
-        out.pop()
-            .ok_or_else(|| Error::Corrupt("batch enqueue returned no result".to_owned()))
-    }
+/// Implemented for every type that implements [`QueueStore`] and [`QueueAdmin`]; never
+/// implement it by hand. Object-safe: share one store as `Arc<dyn Queue>` where a caller needs
+/// both sides (a service wiring its worker, admin API and retention; the
+/// [`Worker`](crate::Worker), which also publishes [`stats`](QueueAdmin::stats)). Every
+/// method of both traits is callable on a `dyn Queue`.
+pub trait Queue: QueueStore + QueueAdmin {}
 
-    /// Stores many messages in ONE durable write (all or none): one result per message, in
-    /// order. A key repeated within the batch is stored once; later copies are duplicates of
-    /// the first.
-    async fn enqueue_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, Error>;
-
-    /// Claims up to `limit` due messages of `queue`, most urgent first (priority, then
-    /// `run_at`): `pending`/`retrying` messages due now and `running` ones whose lease expired.
-    /// Each claim starts an attempt and holds a lease for `lease`. A rescued message that had
-    /// already used its last attempt becomes dead instead (a message that keeps crashing its
-    /// workers must not run forever).
-    ///
-    /// A message with a [group](crate::NewMessage::group) is claimed only while no earlier
-    /// message of its group (by id) is `pending`, `retrying` or `running`: a group's messages
-    /// run one at a time, in order, and a busy group takes at most one of the `limit`.
-    async fn claim(
-        &self,
-        queue: &str,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>, Error>;
-
-    /// Marks the message `done`.
-    async fn ack(&self, lease: &Lease) -> Result<(), Error>;
-
-    /// Acks many leases in one write (one commit for a batch): returns how many were still
-    /// held and are now `done`; lost leases are skipped.
-    async fn ack_batch(&self, leases: &[Lease]) -> Result<u64, Error>;
-
-    /// [`ack_batch`](Self::ack_batch) that says which: the ids of the leases that were still
-    /// held and are now `done` (lost leases are left out). The worker batches the acks of
-    /// messages that finish together through it.
-    ///
-    /// The default acks one lease at a time (correct, one write each); the stores of this
-    /// crate override it with one write.
-    async fn ack_batch_ids(&self, leases: &[Lease]) -> Result<Vec<MessageId>, Error> {
-        let mut acked = Vec::with_capacity(leases.len());
-        for lease in leases {
-            match self.ack(lease).await {
-                Ok(()) => acked.push(lease.id),
-                Err(Error::LeaseLost(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(acked)
-    }
-
-    /// Records the failed attempt, then: `retrying` at now + the queue policy's
-    /// `delay(attempt)` (or the failure's own delay, capped at the policy's `max_delay`), or
-    /// `dead` when the attempts are exhausted, the failure is not retryable, or the message
-    /// has waited longer than its queue's horizon (a final [`HORIZON_PASSED`] entry says so).
-    /// Returns the new state.
-    async fn fail(&self, lease: &Lease, failure: Failure) -> Result<State, Error>;
-
-    /// Reschedules the message without spending the claim's attempt (see [`Snooze`]): the
-    /// attempt is given back, the snooze is recorded in the history (`snoozed: true`), and the
-    /// message is due at the snooze's time capped at the policy's `max_delay`. Returns the new
-    /// state: `pending` (no real attempt yet) or `retrying`, or `dead` when the message has
-    /// waited longer than its queue's horizon. Fenced by the lease like [`fail`](Self::fail).
-    async fn snooze(&self, lease: &Lease, snooze: Snooze) -> Result<State, Error>;
-
-    /// Extends the lease to now + `lease` (a heartbeat for long handlers).
-    async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error>;
-
-    /// Gives the message back without counting the attempt (graceful shutdown): it is due at
-    /// once for another worker.
-    async fn release(&self, lease: &Lease) -> Result<(), Error>;
-
-    /// One message with its error history.
-    async fn get(&self, id: MessageId) -> Result<Option<Message>, Error>;
-
-    /// Messages selected by `filter` (dead letters by default), oldest id first.
-    async fn list(&self, filter: &Filter, page: Page) -> Result<Vec<Message>, Error>;
-
-    /// Moves one `dead` or `retrying` message back to `pending`, due now, attempts reset and
-    /// its horizon restarted (error history kept). Any other state is
-    /// [`Error::WrongState`] (expected `dead`).
-    async fn replay(&self, id: MessageId) -> Result<(), Error>;
-
-    /// Replays every message selected by `filter` (which must select dead letters or
-    /// `retrying` messages); returns how many. Dedup keys stay unique: a dead letter still
-    /// holds its key, so no live copy can exist beside it.
-    async fn replay_matching(&self, filter: &Filter) -> Result<u64, Error>;
-
-    /// Makes one `retrying` or `pending` message due now, keeping its attempts and history
-    /// (an operator's "run now" after an outage). Any other state is [`Error::WrongState`]
-    /// (expected `retrying`).
-    async fn run_now(&self, id: MessageId) -> Result<(), Error>;
-
-    /// Deletes one message; `false` when there was none.
-    async fn delete(&self, id: MessageId) -> Result<bool, Error>;
-
-    /// Deletes every message selected by `filter`; returns how many.
-    async fn purge(&self, filter: &Filter) -> Result<u64, Error>;
-
-    /// Deletes `done` and old `dead` messages per `retention`.
-    async fn prune(&self, retention: &Retention) -> Result<Pruned, Error>;
-
-    /// Stats of every queue that holds messages, by queue name.
-    async fn stats(&self) -> Result<Vec<QueueStats>, Error>;
-
-    /// Waits until a message may have been enqueued on `queue`, or `timeout` passed (the
-    /// polling fallback). Spurious wake-ups are allowed; callers then claim and find nothing.
-    async fn wait_for_work(&self, queue: &str, timeout: Duration);
-}
+impl<T: QueueStore + QueueAdmin + ?Sized> Queue for T {}
 
 /// Checks a claim's arguments (shared by adapters).
 pub(crate) fn check_claim(queue: &str, lease: Duration) -> Result<(), Error> {

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    LEASE_EXPIRED_MESSAGE, QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure,
+    LEASE_EXPIRED_MESSAGE, QueueAdmin, QueueStore, REPLAYABLE, RUNNABLE, Settlement, after_failure,
     after_snooze, check_claim, check_replay_filter,
 };
 use crate::time::{add, sub};
@@ -704,6 +704,15 @@ impl QueueStore for PostgresQueue {
         }
     }
 
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.start_listener();
+        let waker = self.waker(queue);
+        let _ = tokio::time::timeout(timeout, waker.notified()).await;
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for PostgresQueue {
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM dlq_messages WHERE id = $1"))
             .bind(id.as_uuid())
@@ -842,11 +851,5 @@ impl QueueStore for PostgresQueue {
             }
         }
         Ok(out)
-    }
-
-    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        self.start_listener();
-        let waker = self.waker(queue);
-        let _ = tokio::time::timeout(timeout, waker.notified()).await;
     }
 }

@@ -1,132 +1,62 @@
-//! The conformance suite every [`QueueStore`] must pass, for adapter authors (feature `testing`).
-//!
-//! [`conformance`] runs each case against a fresh store that the caller builds from the
-//! [`QueueConfig`] it is handed: that config carries a [`ManualClock`], so time moves only when
-//! a case says so, and the retry policy [`policy`]. A violation panics with the case's name on
-//! stderr (`conformance case: ...`) and an assertion message, which is what a test wants. Our own
-//! memory and Postgres stores run this same suite (`tests/conformance.rs`).
-//!
-//! ```rust,no_run
-//! use std::sync::Arc;
-//! use steadfast_dlq::{MemoryQueue, QueueStore};
-//!
-//! # async fn demo() {
-//! steadfast_dlq::testing::conformance(|config| async move {
-//!     let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::with_config(config));
-//!     Some((store, ()))
-//! })
-//! .await;
-//! # }
-//! ```
+//! The cases of [`QueueStore`](crate::QueueStore), the worker's contract: enqueue and dedup,
+//! claim order, backoff, leases and fencing, snooze, horizons, groups, remembered keys.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::*;
 use crate::{
-    AlertLevel, AlertThresholds, Enqueued, Error, Failure, Filter, HORIZON_PASSED, LEASE_EXPIRED,
-    ManualClock, NewMessage, Page, QueueConfig, QueueConfigBuilder, QueueStore, Retention, Snooze,
+    Enqueued, Error, Filter, HORIZON_PASSED, LEASE_EXPIRED, ManualClock, Page, Retention, Snooze,
     State,
 };
-use chrono::{DateTime, TimeZone, Utc};
-use serde_json::json;
-use steadfast_retry::{Jitter, RetryPolicy};
 
-const LEASE: Duration = Duration::from_secs(30);
-const SEC: Duration = Duration::from_secs(1);
+/// The horizon of queue "q" in the horizon case.
+const HORIZON: Duration = Duration::from_secs(300);
 
-fn start() -> DateTime<Utc> {
-    // Whole seconds: Postgres keeps microseconds, so a nanosecond clock would not round-trip.
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
-}
-
-/// The default retry policy of every case's config: 3 attempts; waits of 1 s then 2 s
-/// (doubling, capped at 60 s), no jitter.
-pub fn policy() -> RetryPolicy {
-    RetryPolicy::builder()
-        .exponential(SEC, 2.0)
-        .max_delay(Duration::from_secs(60))
-        .max_attempts(3)
-        .jitter(Jitter::None)
-        .build()
-        .unwrap()
-}
-
-fn msg(queue: &str, n: u32) -> NewMessage {
-    NewMessage::new(queue, json!({ "n": n }))
-}
-
-/// Runs every case of the suite, each on a fresh store, and panics at the first violation.
-///
-/// `make` builds an empty store from the config it is given (its clock, its retry policies,
-/// its horizons and remembered-done-key settings: the store must honour them all) and returns
-/// it with a guard, anything that must live as long as the store (a test schema, a temporary
-/// directory; `()` if nothing). The guard is dropped after the store, at the end of the case.
-/// Return `None` to skip the rest of the suite, e.g. when the database is not reachable.
-pub async fn conformance<F, Fut, G>(make: F)
+/// Runs the cases of the worker's contract; `false` when `make` declined (skip the rest).
+pub(super) async fn run<F, Fut, G>(make: &F) -> bool
 where
     F: Fn(QueueConfig) -> Fut,
-    Fut: Future<Output = Option<(Arc<dyn QueueStore>, G)>>,
+    Fut: Future<Output = Option<(Arc<dyn Queue>, G)>>,
 {
-    macro_rules! case {
-        ($name:ident) => {
-            case!($name, |b| b)
-        };
-        ($name:ident, $tweak:expr) => {{
-            let clock = ManualClock::new(start());
-            let tweak: fn(QueueConfigBuilder) -> QueueConfigBuilder = $tweak;
-            let config = tweak(
-                QueueConfig::builder()
-                    .default_policy(policy())
-                    .clock(Arc::new(clock.clone())),
-            )
-            .build()
-            .unwrap();
-            let Some((store, guard)) = make(config).await else {
-                return;
-            };
-            eprintln!("conformance case: {}", stringify!($name));
-            $name(&*store, &clock).await;
-            drop(store);
-            drop(guard);
-        }};
-    }
-    case!(dedup_on_enqueue);
-    case!(batch_is_all_or_nothing);
-    case!(invalid_input_is_a_typed_error);
-    case!(ordering_by_priority_then_run_at);
-    case!(backoff_schedule_is_respected);
-    case!(dead_after_max_attempts_keeps_every_error);
-    case!(fatal_and_retry_after);
-    case!(asked_delays_are_capped_by_the_policy);
-    case!(lease_expiry_redelivers_and_fences_stale_writes);
-    case!(extend_keeps_the_lease);
-    case!(orphan_with_no_attempts_left_is_dead);
-    case!(release_gives_back_without_counting);
-    case!(ack_batch_skips_lost_leases);
-    case!(replay_one_and_bulk);
-    case!(list_filters_and_pages);
-    case!(delete_and_purge);
-    case!(retention_prunes_done_and_old_dead);
-    case!(stats_by_queue);
-    case!(wait_for_work_wakes_on_enqueue);
-    case!(snooze_spends_no_attempt_and_is_recorded);
-    case!(snooze_is_fenced_by_the_lease);
-    case!(horizon_dead_letters_a_message_that_waited_too_long, |b| {
-        b.queue_horizon("q", HORIZON)
-    });
-    case!(replay_and_run_now_take_retrying_messages);
-    case!(groups_run_in_order_one_at_a_time);
-    case!(a_retrying_head_blocks_only_its_group);
-    case!(an_expired_head_is_rescued_before_its_group_moves);
-    case!(done_keys_are_remembered_until_pruned, |b| b
+    case!(make, dedup_on_enqueue);
+    case!(make, batch_is_all_or_nothing);
+    case!(make, invalid_input_is_a_typed_error);
+    case!(make, ordering_by_priority_then_run_at);
+    case!(make, backoff_schedule_is_respected);
+    case!(make, dead_after_max_attempts_keeps_every_error);
+    case!(make, fatal_and_retry_after);
+    case!(make, asked_delays_are_capped_by_the_policy);
+    case!(make, lease_expiry_redelivers_and_fences_stale_writes);
+    case!(make, extend_keeps_the_lease);
+    case!(make, orphan_with_no_attempts_left_is_dead);
+    case!(make, release_gives_back_without_counting);
+    case!(make, ack_batch_skips_lost_leases);
+    case!(make, wait_for_work_wakes_on_enqueue);
+    case!(make, snooze_spends_no_attempt_and_is_recorded);
+    case!(make, snooze_is_fenced_by_the_lease);
+    case!(
+        make,
+        horizon_dead_letters_a_message_that_waited_too_long,
+        |b| { b.queue_horizon("q", HORIZON) }
+    );
+    case!(make, groups_run_in_order_one_at_a_time);
+    case!(make, a_retrying_head_blocks_only_its_group);
+    case!(make, an_expired_head_is_rescued_before_its_group_moves);
+    case!(make, done_keys_are_remembered_until_pruned, |b| b
         .remember_done("forgetful", false));
-    case!(remember_done_can_be_narrowed_for_every_queue, |b| b
+    case!(make, remember_done_can_be_narrowed_for_every_queue, |b| b
         .default_remember_done(false)
         .remember_done("q", true));
+    true
 }
 
-async fn dedup_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
+fn grouped(n: u32, group: &str) -> NewMessage {
+    msg("q", n).group(group)
+}
+
+async fn dedup_on_enqueue(s: &dyn Queue, _clock: &ManualClock) {
     let first = s.enqueue(msg("q", 1).dedup_key("wamid.A")).await.unwrap();
     assert!(matches!(first, Enqueued::New(_)));
     let again = s.enqueue(msg("q", 2).dedup_key("wamid.A")).await.unwrap();
@@ -169,7 +99,7 @@ async fn dedup_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
     assert_eq!(after_done, Enqueued::Duplicate(first.id()));
 }
 
-async fn batch_is_all_or_nothing(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn batch_is_all_or_nothing(s: &dyn Queue, _clock: &ManualClock) {
     let err = s
         .enqueue_batch(vec![msg("q", 1), msg("q", 2).priority(10)])
         .await
@@ -179,7 +109,7 @@ async fn batch_is_all_or_nothing(s: &dyn QueueStore, _clock: &ManualClock) {
     assert!(s.enqueue_batch(vec![]).await.unwrap().is_empty());
 }
 
-async fn invalid_input_is_a_typed_error(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn invalid_input_is_a_typed_error(s: &dyn Queue, _clock: &ManualClock) {
     for bad in [
         msg("", 1),
         msg("q", 1).priority(10),
@@ -196,7 +126,7 @@ async fn invalid_input_is_a_typed_error(s: &dyn QueueStore, _clock: &ManualClock
     assert!(s.claim("q", 0, LEASE).await.unwrap().is_empty());
 }
 
-async fn ordering_by_priority_then_run_at(s: &dyn QueueStore, clock: &ManualClock) {
+async fn ordering_by_priority_then_run_at(s: &dyn Queue, clock: &ManualClock) {
     let low = s.enqueue(msg("q", 1).priority(9)).await.unwrap().id();
     clock.advance(SEC);
     let mid_late = s.enqueue(msg("q", 2).priority(5)).await.unwrap().id();
@@ -242,7 +172,7 @@ async fn ordering_by_priority_then_run_at(s: &dyn QueueStore, clock: &ManualCloc
     assert!(s.claim("other", 10, LEASE).await.unwrap().is_empty());
 }
 
-async fn backoff_schedule_is_respected(s: &dyn QueueStore, clock: &ManualClock) {
+async fn backoff_schedule_is_respected(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
     let state = s
@@ -274,7 +204,7 @@ async fn backoff_schedule_is_respected(s: &dyn QueueStore, clock: &ManualClock) 
     assert_eq!(s.claim("q", 1, LEASE).await.unwrap().len(), 1);
 }
 
-async fn dead_after_max_attempts_keeps_every_error(s: &dyn QueueStore, clock: &ManualClock) {
+async fn dead_after_max_attempts_keeps_every_error(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     let mut states = Vec::new();
     for attempt in 1..=3u32 {
@@ -325,7 +255,7 @@ async fn dead_after_max_attempts_keeps_every_error(s: &dyn QueueStore, clock: &M
     assert_eq!(state, State::Dead);
 }
 
-async fn fatal_and_retry_after(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn fatal_and_retry_after(s: &dyn Queue, _clock: &ManualClock) {
     let fatal = s.enqueue(msg("q", 1).priority(0)).await.unwrap().id();
     let later = s.enqueue(msg("q", 2).priority(1)).await.unwrap().id();
     let claimed = s.claim("q", 2, LEASE).await.unwrap();
@@ -355,7 +285,7 @@ async fn fatal_and_retry_after(s: &dyn QueueStore, _clock: &ManualClock) {
     );
 }
 
-async fn asked_delays_are_capped_by_the_policy(s: &dyn QueueStore, clock: &ManualClock) {
+async fn asked_delays_are_capped_by_the_policy(s: &dyn Queue, clock: &ManualClock) {
     // A `Retry-After: 999999999999` must not park a message for millennia: every delay a
     // caller asks for is capped at the policy's max delay (60 s here).
     let failed = s.enqueue(msg("q", 1)).await.unwrap().id();
@@ -393,7 +323,7 @@ async fn asked_delays_are_capped_by_the_policy(s: &dyn QueueStore, clock: &Manua
     assert_eq!(s.claim("q", 10, LEASE).await.unwrap().len(), 3);
 }
 
-async fn lease_expiry_redelivers_and_fences_stale_writes(s: &dyn QueueStore, clock: &ManualClock) {
+async fn lease_expiry_redelivers_and_fences_stale_writes(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     let stale = s
         .claim("q", 1, Duration::from_secs(10))
@@ -442,7 +372,7 @@ async fn lease_expiry_redelivers_and_fences_stale_writes(s: &dyn QueueStore, clo
     ));
 }
 
-async fn extend_keeps_the_lease(s: &dyn QueueStore, clock: &ManualClock) {
+async fn extend_keeps_the_lease(s: &dyn Queue, clock: &ManualClock) {
     s.enqueue(msg("q", 1)).await.unwrap();
     let c = s
         .claim("q", 1, Duration::from_secs(10))
@@ -461,7 +391,7 @@ async fn extend_keeps_the_lease(s: &dyn QueueStore, clock: &ManualClock) {
     s.ack(&extended).await.unwrap();
 }
 
-async fn orphan_with_no_attempts_left_is_dead(s: &dyn QueueStore, clock: &ManualClock) {
+async fn orphan_with_no_attempts_left_is_dead(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1).max_attempts(1)).await.unwrap().id();
     s.claim("q", 1, Duration::from_secs(5)).await.unwrap();
     clock.advance(Duration::from_secs(5));
@@ -472,7 +402,7 @@ async fn orphan_with_no_attempts_left_is_dead(s: &dyn QueueStore, clock: &Manual
     assert_eq!(m.errors[0].kind, LEASE_EXPIRED);
 }
 
-async fn release_gives_back_without_counting(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn release_gives_back_without_counting(s: &dyn Queue, _clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
     s.release(&c.lease).await.unwrap();
@@ -489,7 +419,7 @@ async fn release_gives_back_without_counting(s: &dyn QueueStore, _clock: &Manual
     assert_eq!((m.state, m.attempts), (State::Retrying, 1));
 }
 
-async fn ack_batch_skips_lost_leases(s: &dyn QueueStore, clock: &ManualClock) {
+async fn ack_batch_skips_lost_leases(s: &dyn Queue, clock: &ManualClock) {
     for n in 0..5 {
         s.enqueue(msg("q", n)).await.unwrap();
     }
@@ -507,237 +437,7 @@ async fn ack_batch_skips_lost_leases(s: &dyn QueueStore, clock: &ManualClock) {
     assert_eq!(s.ack_batch(&[]).await.unwrap(), 0);
 }
 
-async fn kill(s: &dyn QueueStore, queue: &str, kind: &str, key: Option<&str>) -> crate::MessageId {
-    let mut m = msg(queue, 0).max_attempts(1);
-    if let Some(k) = key {
-        m = m.dedup_key(k);
-    }
-    let id = s.enqueue(m).await.unwrap().id();
-    let c = s.claim(queue, 1, LEASE).await.unwrap().remove(0);
-    assert_eq!(c.message.id, id);
-    s.fail(&c.lease, Failure::retryable(kind, "boom"))
-        .await
-        .unwrap();
-    id
-}
-
-async fn replay_one_and_bulk(s: &dyn QueueStore, _clock: &ManualClock) {
-    let a = kill(s, "q", "timeout", Some("k1")).await;
-    let b = kill(s, "q", "http_500", None).await;
-    let c = kill(s, "other", "timeout", None).await;
-
-    s.replay(a).await.unwrap();
-    let m = s.get(a).await.unwrap().unwrap();
-    assert_eq!((m.state, m.attempts), (State::Pending, 0));
-    assert_eq!(m.errors.len(), 1, "history is kept across a replay");
-    // The replayed message still holds its key.
-    let dup = s.enqueue(msg("q", 1).dedup_key("k1")).await.unwrap();
-    assert_eq!(dup, Enqueued::Duplicate(a));
-
-    assert!(matches!(
-        s.replay(a).await,
-        Err(Error::WrongState {
-            actual: State::Pending,
-            expected: State::Dead,
-            ..
-        })
-    ));
-    let missing = crate::MessageId::new();
-    assert!(matches!(s.replay(missing).await, Err(Error::NotFound(x)) if x == missing));
-
-    // Bulk, by filter: only the timeouts of queue "other"... then everything left.
-    assert_eq!(
-        s.replay_matching(&Filter::dead().error_kind("timeout"))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(s.get(c).await.unwrap().unwrap().state, State::Pending);
-    assert_eq!(s.get(b).await.unwrap().unwrap().state, State::Dead);
-    assert!(matches!(
-        s.replay_matching(&Filter::in_state(State::Done)).await,
-        Err(Error::InvalidInput(_))
-    ));
-    assert_eq!(
-        s.replay_matching(&Filter::dead().queue("q")).await.unwrap(),
-        1
-    );
-    let again = s.claim("q", 10, LEASE).await.unwrap();
-    assert_eq!(again.len(), 2);
-    assert!(again.iter().all(|c| c.lease.attempt == 1));
-}
-
-async fn list_filters_and_pages(s: &dyn QueueStore, clock: &ManualClock) {
-    let a = kill(s, "q", "timeout", None).await;
-    clock.advance(Duration::from_secs(100));
-    let b = kill(s, "q", "http_500", None).await;
-    clock.advance(Duration::from_secs(100));
-    let c = kill(s, "q", "timeout", None).await;
-    let d = kill(s, "other", "timeout", None).await;
-    s.enqueue(msg("q", 9)).await.unwrap();
-
-    let ids = |v: Vec<crate::Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    let all = s.list(&Filter::dead(), Page::default()).await.unwrap();
-    assert_eq!(ids(all.clone()), vec![a, b, c, d]);
-    let m = &all[0];
-    assert_eq!(m.last_error().unwrap().kind, "timeout");
-    assert_eq!(
-        ids(s
-            .list(&Filter::dead().queue("q"), Page::default())
-            .await
-            .unwrap()),
-        vec![a, b, c]
-    );
-    assert_eq!(
-        ids(s
-            .list(&Filter::dead().error_kind("timeout"), Page::default())
-            .await
-            .unwrap()),
-        vec![a, c, d]
-    );
-    let window = Filter::dead().between(
-        start() + Duration::from_secs(50),
-        start() + Duration::from_secs(150),
-    );
-    assert_eq!(
-        ids(s.list(&window, Page::default()).await.unwrap()),
-        vec![b]
-    );
-    assert_eq!(
-        s.list(&Filter::in_state(State::Pending), Page::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-
-    let page1 = ids(s.list(&Filter::dead(), Page::first(2)).await.unwrap());
-    assert_eq!(page1, vec![a, b]);
-    let page2 = ids(s
-        .list(&Filter::dead(), Page::first(2).after(page1[1]))
-        .await
-        .unwrap());
-    assert_eq!(page2, vec![c, d]);
-    let page3 = s
-        .list(&Filter::dead(), Page::first(2).after(page2[1]))
-        .await
-        .unwrap();
-    assert!(page3.is_empty());
-}
-
-async fn delete_and_purge(s: &dyn QueueStore, _clock: &ManualClock) {
-    let a = kill(s, "q", "timeout", Some("k")).await;
-    let b = kill(s, "q", "http_500", None).await;
-    let c = kill(s, "other", "timeout", None).await;
-    let live = s.enqueue(msg("q", 1)).await.unwrap().id();
-
-    assert!(s.delete(a).await.unwrap());
-    assert!(!s.delete(a).await.unwrap());
-    assert!(s.get(a).await.unwrap().is_none());
-    // Its key is free again.
-    assert!(
-        !s.enqueue(msg("q", 2).dedup_key("k"))
-            .await
-            .unwrap()
-            .is_duplicate()
-    );
-
-    assert_eq!(s.purge(&Filter::dead().queue("q")).await.unwrap(), 1);
-    assert!(s.get(b).await.unwrap().is_none());
-    assert!(s.get(c).await.unwrap().is_some(), "other queues untouched");
-    assert!(
-        s.get(live).await.unwrap().is_some(),
-        "live messages untouched"
-    );
-    assert_eq!(s.purge(&Filter::dead()).await.unwrap(), 1);
-}
-
-async fn retention_prunes_done_and_old_dead(s: &dyn QueueStore, clock: &ManualClock) {
-    let old_dead = kill(s, "q", "timeout", None).await;
-    s.enqueue(msg("q", 1)).await.unwrap();
-    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
-    s.ack(&c.lease).await.unwrap();
-    let old_done = c.message.id;
-
-    clock.advance(Duration::from_secs(8 * 24 * 3600));
-    s.enqueue(msg("q", 2)).await.unwrap();
-    let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
-    s.ack(&c.lease).await.unwrap();
-    let new_done = c.message.id;
-    let pending = s.enqueue(msg("q", 3)).await.unwrap().id();
-
-    let pruned = s.prune(&Retention::default()).await.unwrap();
-    assert_eq!((pruned.done, pruned.dead), (1, 0));
-    assert!(s.get(old_done).await.unwrap().is_none());
-    assert!(s.get(new_done).await.unwrap().is_some());
-    assert!(
-        s.get(old_dead).await.unwrap().is_some(),
-        "dead kept 30 days"
-    );
-    assert!(s.get(pending).await.unwrap().is_some());
-
-    clock.advance(Duration::from_secs(30 * 24 * 3600));
-    let keep_dead = Retention {
-        dead: None,
-        ..Retention::default()
-    };
-    let pruned = s.prune(&keep_dead).await.unwrap();
-    assert_eq!((pruned.done, pruned.dead), (1, 0), "dead kept when told");
-    assert!(s.get(old_dead).await.unwrap().is_some());
-    let pruned = s.prune(&Retention::default()).await.unwrap();
-    assert_eq!((pruned.done, pruned.dead), (0, 1));
-    assert!(s.get(old_dead).await.unwrap().is_none());
-    assert!(
-        s.get(pending).await.unwrap().is_some(),
-        "live messages are never pruned"
-    );
-}
-
-async fn stats_by_queue(s: &dyn QueueStore, clock: &ManualClock) {
-    kill(s, "a", "timeout", None).await;
-    kill(s, "a", "timeout", None).await;
-    s.enqueue(msg("a", 1)).await.unwrap();
-    s.enqueue(msg("a", 2).delay(Duration::from_secs(3600)))
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(30));
-    s.enqueue(msg("a", 3)).await.unwrap();
-    s.enqueue(msg("b", 1)).await.unwrap();
-    s.enqueue(msg("b", 2)).await.unwrap();
-    let c = s.claim("b", 1, LEASE).await.unwrap().remove(0);
-    clock.advance(Duration::from_secs(5));
-
-    let stats = s.stats().await.unwrap();
-    assert_eq!(stats.len(), 2);
-    let a = &stats[0];
-    assert_eq!(a.queue, "a");
-    assert_eq!(a.count(State::Dead), 2);
-    assert_eq!(a.dead(), 2);
-    assert_eq!(a.count(State::Pending), 3);
-    assert_eq!(a.count(State::Done), 0);
-    assert_eq!(a.depth(), 3);
-    assert_eq!(
-        a.oldest_due_age,
-        Duration::from_secs(35),
-        "delayed messages are not due"
-    );
-    let b = &stats[1];
-    assert_eq!((b.count(State::Pending), b.count(State::Running)), (1, 1));
-    assert_eq!(b.oldest_due_age, Duration::from_secs(5));
-
-    // Above the warning threshold warns (2 > 1); at it is ok.
-    let thresholds = AlertThresholds::new(1, 3).unwrap();
-    assert_eq!(thresholds.check(a.dead()), AlertLevel::Warn);
-    assert_eq!(
-        AlertThresholds::new(2, 3).unwrap().check(a.dead()),
-        AlertLevel::Ok
-    );
-    assert_eq!(thresholds.check(b.dead()), AlertLevel::Ok);
-    s.ack(&c.lease).await.unwrap();
-    assert_eq!(s.stats().await.unwrap()[1].count(State::Done), 1);
-}
-
-async fn wait_for_work_wakes_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn wait_for_work_wakes_on_enqueue(s: &dyn Queue, _clock: &ManualClock) {
     // The wait's own timeout is an hour; finishing at all proves the wake-up (the bound below
     // only keeps a broken wake-up from hanging the suite).
     let waiting = s.wait_for_work("q", Duration::from_secs(3600));
@@ -761,7 +461,7 @@ async fn wait_for_work_wakes_on_enqueue(s: &dyn QueueStore, _clock: &ManualClock
     );
 }
 
-async fn snooze_spends_no_attempt_and_is_recorded(s: &dyn QueueStore, clock: &ManualClock) {
+async fn snooze_spends_no_attempt_and_is_recorded(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     // Snoozed on its first claim: the attempt is given back, it is pending again.
     let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
@@ -865,7 +565,7 @@ async fn snooze_spends_no_attempt_and_is_recorded(s: &dyn QueueStore, clock: &Ma
     assert_eq!((m.state, m.waiting_since), (State::Done, None));
 }
 
-async fn snooze_is_fenced_by_the_lease(s: &dyn QueueStore, clock: &ManualClock) {
+async fn snooze_is_fenced_by_the_lease(s: &dyn Queue, clock: &ManualClock) {
     let id = s.enqueue(msg("q", 1)).await.unwrap().id();
     let stale = s.claim("q", 1, 10 * SEC).await.unwrap().remove(0);
     clock.advance(10 * SEC);
@@ -884,13 +584,7 @@ async fn snooze_is_fenced_by_the_lease(s: &dyn QueueStore, clock: &ManualClock) 
     ));
 }
 
-/// The horizon of queue "q" in the horizon case.
-const HORIZON: Duration = Duration::from_secs(300);
-
-async fn horizon_dead_letters_a_message_that_waited_too_long(
-    s: &dyn QueueStore,
-    clock: &ManualClock,
-) {
+async fn horizon_dead_letters_a_message_that_waited_too_long(s: &dyn Queue, clock: &ManualClock) {
     let snoozing = s.enqueue(msg("q", 1)).await.unwrap().id();
     let failing = s.enqueue(msg("q", 2).max_attempts(100)).await.unwrap().id();
     let fatal = s.enqueue(msg("q", 3)).await.unwrap().id();
@@ -975,88 +669,7 @@ async fn horizon_dead_letters_a_message_that_waited_too_long(
     assert_eq!(m.waiting_since, Some(start() + 6 * 60 * SEC));
 }
 
-async fn replay_and_run_now_take_retrying_messages(s: &dyn QueueStore, clock: &ManualClock) {
-    let a = s.enqueue(msg("q", 1).dedup_key("a")).await.unwrap().id();
-    let b = s.enqueue(msg("q", 2)).await.unwrap().id();
-    let c = s.enqueue(msg("other", 3)).await.unwrap().id();
-    let later = s.enqueue(msg("q", 4).delay(3600 * SEC)).await.unwrap().id();
-    let mut claimed = s.claim("q", 2, LEASE).await.unwrap();
-    claimed.extend(s.claim("other", 1, LEASE).await.unwrap());
-    for cl in &claimed {
-        let parked = Failure::retryable("http_503", "Retry-After").after(60 * SEC);
-        assert_eq!(s.fail(&cl.lease, parked).await.unwrap(), State::Retrying);
-    }
-    clock.advance(SEC);
-
-    // Replay of a retrying message: pending, due now, attempts reset, history kept.
-    s.replay(a).await.unwrap();
-    let m = s.get(a).await.unwrap().unwrap();
-    assert_eq!(
-        (m.state, m.attempts, m.run_at),
-        (State::Pending, 0, start() + SEC)
-    );
-    assert_eq!((m.errors.len(), m.waiting_since), (1, None));
-    assert_eq!(
-        s.enqueue(msg("q", 9).dedup_key("a")).await.unwrap(),
-        Enqueued::Duplicate(a),
-        "still holds its key"
-    );
-
-    // Run now: due now, attempts and state kept.
-    s.run_now(b).await.unwrap();
-    let m = s.get(b).await.unwrap().unwrap();
-    assert_eq!(
-        (m.state, m.attempts, m.run_at),
-        (State::Retrying, 1, start() + SEC)
-    );
-    s.run_now(later).await.unwrap();
-    assert_eq!(s.get(later).await.unwrap().unwrap().run_at, start() + SEC);
-    let due: Vec<_> = s
-        .claim("q", 10, LEASE)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.message.id, c.lease.attempt))
-        .collect();
-    assert_eq!(due.len(), 3);
-    assert!(due.contains(&(a, 1)) && due.contains(&(b, 2)) && due.contains(&(later, 1)));
-
-    // Neither applies to a running (or done) message.
-    assert!(matches!(
-        s.run_now(a).await,
-        Err(Error::WrongState {
-            actual: State::Running,
-            expected: State::Retrying,
-            ..
-        })
-    ));
-    assert!(matches!(
-        s.replay(a).await,
-        Err(Error::WrongState {
-            actual: State::Running,
-            expected: State::Dead,
-            ..
-        })
-    ));
-    let missing = crate::MessageId::new();
-    assert!(matches!(s.run_now(missing).await, Err(Error::NotFound(x)) if x == missing));
-
-    // Bulk replay selects retrying messages too.
-    assert_eq!(
-        s.replay_matching(&Filter::in_state(State::Retrying))
-            .await
-            .unwrap(),
-        1
-    );
-    let m = s.get(c).await.unwrap().unwrap();
-    assert_eq!((m.state, m.attempts), (State::Pending, 0));
-}
-
-fn grouped(n: u32, group: &str) -> NewMessage {
-    msg("q", n).group(group)
-}
-
-async fn groups_run_in_order_one_at_a_time(s: &dyn QueueStore, clock: &ManualClock) {
+async fn groups_run_in_order_one_at_a_time(s: &dyn Queue, clock: &ManualClock) {
     let mut a = Vec::new();
     for n in 0..3 {
         a.push(s.enqueue(grouped(n, "alice")).await.unwrap().id());
@@ -1101,7 +714,7 @@ async fn groups_run_in_order_one_at_a_time(s: &dyn QueueStore, clock: &ManualClo
     assert_eq!(next[0].message.id, urgent);
 }
 
-async fn a_retrying_head_blocks_only_its_group(s: &dyn QueueStore, clock: &ManualClock) {
+async fn a_retrying_head_blocks_only_its_group(s: &dyn Queue, clock: &ManualClock) {
     let a1 = s.enqueue(grouped(1, "alice")).await.unwrap().id();
     let a2 = s.enqueue(grouped(2, "alice")).await.unwrap().id();
     let b: Vec<_> = {
@@ -1140,10 +753,7 @@ async fn a_retrying_head_blocks_only_its_group(s: &dyn QueueStore, clock: &Manua
     assert_eq!(s.claim("q", 10, LEASE).await.unwrap()[0].message.id, a2);
 }
 
-async fn an_expired_head_is_rescued_before_its_group_moves(
-    s: &dyn QueueStore,
-    clock: &ManualClock,
-) {
+async fn an_expired_head_is_rescued_before_its_group_moves(s: &dyn Queue, clock: &ManualClock) {
     let a1 = s.enqueue(grouped(1, "alice")).await.unwrap().id();
     let a2 = s.enqueue(grouped(2, "alice")).await.unwrap().id();
     s.claim("q", 10, 10 * SEC).await.unwrap();
@@ -1176,7 +786,7 @@ async fn an_expired_head_is_rescued_before_its_group_moves(
     assert_eq!(got[0].message.id, a4);
 }
 
-async fn done_keys_are_remembered_until_pruned(s: &dyn QueueStore, clock: &ManualClock) {
+async fn done_keys_are_remembered_until_pruned(s: &dyn Queue, clock: &ManualClock) {
     let first = s
         .enqueue(msg("q", 1).dedup_key("wamid.A"))
         .await
@@ -1270,7 +880,7 @@ async fn done_keys_are_remembered_until_pruned(s: &dyn QueueStore, clock: &Manua
     }
 }
 
-async fn remember_done_can_be_narrowed_for_every_queue(s: &dyn QueueStore, _clock: &ManualClock) {
+async fn remember_done_can_be_narrowed_for_every_queue(s: &dyn Queue, _clock: &ManualClock) {
     // default_remember_done(false), remember_done("q", true): only "q" keeps done keys.
     for (queue, remembered) in [("q", true), ("other", false)] {
         let first = s
