@@ -31,8 +31,9 @@ pub enum Error {
         /// The state the operation needs.
         expected: crate::State,
     },
-    /// The backing store failed or is unreachable: nothing was written (the write is one
-    /// transaction). Retry later; an HTTP handler maps this to 503 so the sender retries.
+    /// The backing store is down, timed out or failed the query: nothing was written (the
+    /// write is one transaction). Retry later; an HTTP handler maps this to 503 so the sender
+    /// retries.
     #[error("queue store unavailable: {0}")]
     StoreUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored row could not be decoded (a schema from another version?).
