@@ -51,6 +51,19 @@ pub struct CustomBreaker {
     pub minimum_calls: u32,
 }
 
+impl CustomBreaker {
+    /// Opens at `failure_rate_percent` for `open_seconds`, over the default window (the last
+    /// 20 calls, judged once there are 5).
+    pub fn new(failure_rate_percent: f64, open_seconds: u64) -> Self {
+        Self {
+            failure_rate_percent,
+            open_seconds,
+            window_size: default_window_size(),
+            minimum_calls: default_minimum_calls(),
+        }
+    }
+}
+
 fn default_window_size() -> u32 {
     20
 }
