@@ -23,4 +23,4 @@ pub use report::{
 };
 pub use run::{FakesMode, RunConfig, run};
 pub use signature::{SIGNATURE_HEADER, sign};
-pub use webhook_config::{ConfigExtras, SERVICES, webhook_config_toml};
+pub use webhook_config::{ConfigExtras, webhook_config, webhook_config_toml};

@@ -90,7 +90,7 @@ struct FakesArgs {
     /// Add `[rate_limit] per_minute = N` to that config (all load comes from one IP).
     #[arg(long)]
     webhook_rate_limit: Option<u32>,
-    /// Give every service in that config an inline breaker open for N seconds (instead of the
+    /// Give every service in that config a breaker table open for N seconds (instead of the
     /// 60 s / 120 s presets), so a drill sees the half-open recovery within its run.
     #[arg(long)]
     breaker_open_seconds: Option<u64>,

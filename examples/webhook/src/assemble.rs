@@ -14,21 +14,19 @@ use std::time::Duration;
 use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use steadfast_circuit_breaker::Preset;
-use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, QueueConfig, Worker};
+use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
-use steadfast_retry::RetryPolicy;
-use steadfast_service_registry::{Registry, ServiceConfig};
+use steadfast_service_registry::Registry;
 use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::AppState;
-use crate::config::{BreakerSpec, Config};
+use crate::config::Config;
 use crate::http::server::{self, Limits};
 use crate::ingest::Ingestor;
 use crate::ratelimit::IpRateLimiter;
-use crate::routing::Router as KeywordRouter;
 use crate::signature::Verifier;
 use crate::worker::graph::{self, GraphClient};
 use crate::worker::{MetricsHooks, Services};
@@ -75,24 +73,6 @@ struct Stores {
     snapshots: Arc<dyn SnapshotStore>,
     fast_path: Option<Arc<dyn DedupStore>>,
     kind: &'static str,
-}
-
-fn queue_config(config: &Config) -> Result<QueueConfig, StartupError> {
-    let w = &config.worker;
-    let policy = RetryPolicy::builder()
-        .exponential(w.backoff_initial, w.backoff_multiplier)
-        .max_delay(w.backoff_max)
-        .max_attempts(w.max_attempts)
-        .build()
-        .map_err(|e| setup("worker retry policy")(e.to_string()))?;
-    QueueConfig::builder()
-        .queue_policy(config.storage.queue_name.clone(), policy)
-        .queue_horizon(config.storage.queue_name.clone(), w.retry_horizon)
-        // A done message's key keeps refusing redeliveries for as long as it is retained
-        // (the dedup window): the ack is the processed marker.
-        .remember_done(config.storage.queue_name.clone(), true)
-        .build()
-        .map_err(|e| setup("queue config")(e.to_string()))
 }
 
 /// How long taking a pooled connection may wait (opening one included). Short, so that a
@@ -169,7 +149,10 @@ pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
 }
 
 async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, StartupError> {
-    let qc = queue_config(config)?;
+    let qc = config
+        .worker
+        .queue_config(&config.storage.queue_name)
+        .map_err(setup("queue config"))?;
     let Some(pool) = pool else {
         return Ok(Stores {
             queue: Arc::new(MemoryQueue::with_config(qc)),
@@ -199,38 +182,6 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
     })
 }
 
-/// The calls a preset breaker judges: the last 10 calls of its endpoint, once it has seen 5.
-///
-/// A count window, not the crates' default 30 s time window, because the worker's rule is
-/// that a failure through a closed breaker spends one of the message's attempts: a breaker
-/// that waits for half of 30 s of traffic to fail lets every message of an outage's first
-/// seconds spend all its attempts (1 s + 2 s of backoff) before it opens. Over the last 10
-/// calls it opens after the first handful of failures, and from then on messages wait
-/// (snoozed) instead of dying.
-const PRESET_WINDOW: u32 = 10;
-const PRESET_MINIMUM_CALLS: u32 = 5;
-
-fn breaker_config(spec: &BreakerSpec) -> Result<steadfast_circuit_breaker::Config, String> {
-    let preset = |c: steadfast_circuit_breaker::Config| {
-        c.to_builder()
-            .count_window(PRESET_WINDOW)
-            .minimum_calls(PRESET_MINIMUM_CALLS)
-            .build()
-            .map_err(|e| e.to_string())
-    };
-    Ok(match spec {
-        BreakerSpec::Standard => preset(steadfast_circuit_breaker::Config::standard())?,
-        BreakerSpec::AiAgent => preset(steadfast_circuit_breaker::Config::ai_agent())?,
-        BreakerSpec::Custom(c) => steadfast_circuit_breaker::Config::builder()
-            .failure_rate_threshold(c.failure_rate_percent)
-            .count_window(c.window_size)
-            .minimum_calls(c.minimum_calls)
-            .open_duration(Duration::from_secs(c.open_seconds))
-            .build()
-            .map_err(|e| e.to_string())?,
-    })
-}
-
 async fn build_services(
     config: &Arc<Config>,
     stores: &Stores,
@@ -251,21 +202,9 @@ async fn build_services(
             (Some(base), true) => vec![format!("{base}/{}", s.name)],
             _ => s.endpoints.clone(),
         };
-        // Inside one attempt the registry only tries the other endpoints, quickly; the queue
-        // does the slow retries with backoff.
-        let attempts = u32::try_from(endpoints.len().clamp(1, 3)).unwrap_or(3);
-        let retry = RetryPolicy::builder()
-            .exponential(Duration::from_millis(50), 2.0)
-            .max_attempts(attempts)
-            .build()
-            .map_err(|e| setup("service retry policy")(e.to_string()))?;
-        let service = ServiceConfig::builder(s.name.clone())
-            .endpoints(endpoints)
-            .call_timeout(s.timeout)
-            .breaker(breaker_config(&s.breaker).map_err(setup("service breaker"))?)
-            .retry(retry)
-            .build()
-            .map_err(|e| setup("service registry")(e.to_string()))?;
+        let service = s
+            .registry_config(endpoints)
+            .map_err(setup("service registry"))?;
         registry
             .register(service)
             .map_err(|e| setup("service registry")(e.to_string()))?;
@@ -286,17 +225,9 @@ async fn build_services(
         config.whatsapp.graph_timeout,
         graph_breaker,
     );
-    let router = KeywordRouter::new(
-        config
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.keywords.clone()))
-            .collect(),
-        config.default_service.clone(),
-    );
     Ok(Services {
         config: config.clone(),
-        router,
+        router: config.keyword_router(),
         registry,
         breakers,
         conversations: crate::worker::conversation::conversations(stores.snapshots.clone()),
