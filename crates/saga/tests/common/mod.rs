@@ -3,13 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use steadfast_saga::{
-    RetryPolicy, RunnerConfig, Saga, SagaStore, Step, StepContext, StepError, TokioClock,
+    Created, Entry, Error, Lease, ListFilter, NewSaga, RetryPolicy, RunnerConfig, Saga, SagaId,
+    SagaLog, SagaStore, SagaSummary, State, Step, StepContext, StepError, TokioClock,
 };
+use tokio::sync::Notify;
 
 /// The saga input of the tests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,13 +30,16 @@ pub struct Call {
     pub attempt: u32,
 }
 
+/// Per step: the results of successive calls; the last one repeats.
+type Results = HashMap<String, Vec<Result<(), StepError>>>;
+
 /// Records every call and scripts each step's results.
 #[derive(Clone, Default)]
 pub struct Script {
     calls: Arc<Mutex<Vec<Call>>>,
     /// Per step: the results of successive execute calls; the last one repeats.
-    exec: Arc<Mutex<HashMap<String, Vec<Result<(), StepError>>>>>,
-    comp: Arc<Mutex<HashMap<String, Vec<Result<(), StepError>>>>>,
+    exec: Arc<Mutex<Results>>,
+    comp: Arc<Mutex<Results>>,
 }
 
 impl Script {
@@ -69,11 +76,7 @@ impl Script {
             .collect()
     }
 
-    fn next(
-        &self,
-        table: &Mutex<HashMap<String, Vec<Result<(), StepError>>>>,
-        call: Call,
-    ) -> Result<(), StepError> {
+    fn next(&self, table: &Mutex<Results>, call: Call) -> Result<(), StepError> {
         let step = call.step.clone();
         self.calls.lock().push(call);
         let mut table = table.lock();
@@ -174,4 +177,76 @@ pub fn retryable(m: &str) -> Result<(), StepError> {
 
 pub fn permanent(m: &str) -> Result<(), StepError> {
     Err(StepError::permanent(m))
+}
+
+/// Passes calls to the real store; after the `crash_at`-th durable write (create or append)
+/// has been made, the writer hangs forever, as if the process died right there.
+#[derive(Debug)]
+pub struct CrashAfter {
+    inner: Arc<dyn SagaStore>,
+    pub writes: AtomicUsize,
+    crash_at: usize,
+    crashed: Arc<Notify>,
+}
+
+impl CrashAfter {
+    pub fn new(inner: Arc<dyn SagaStore>, crash_at: usize, crashed: Arc<Notify>) -> Self {
+        CrashAfter {
+            inner,
+            writes: AtomicUsize::new(0),
+            crash_at,
+            crashed,
+        }
+    }
+
+    async fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
+            self.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait]
+impl SagaStore for CrashAfter {
+    async fn create(&self, saga: NewSaga, owner: &str, lease: Duration) -> Result<Created, Error> {
+        let out = self.inner.create(saga, owner, lease).await?;
+        self.wrote().await;
+        Ok(out)
+    }
+    async fn append(&self, lease: &Lease, entry: Entry, d: Duration) -> Result<Lease, Error> {
+        let out = self.inner.append(lease, entry, d).await?;
+        self.wrote().await;
+        Ok(out)
+    }
+    async fn heartbeat(&self, lease: &Lease, d: Duration) -> Result<Lease, Error> {
+        self.inner.heartbeat(lease, d).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        self.inner.release(lease).await
+    }
+    async fn claim(
+        &self,
+        name: &str,
+        version: u32,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Lease>, Error> {
+        self.inner.claim(name, version, owner, limit, lease).await
+    }
+    async fn load(&self, id: &SagaId) -> Result<Option<SagaLog>, Error> {
+        self.inner.load(id).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<SagaSummary>, Error> {
+        self.inner.list(filter).await
+    }
+    async fn operator_append(
+        &self,
+        id: &SagaId,
+        entry: Entry,
+        expected: State,
+    ) -> Result<SagaSummary, Error> {
+        self.inner.operator_append(id, entry, expected).await
+    }
 }
