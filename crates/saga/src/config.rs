@@ -30,7 +30,8 @@ pub fn default_compensation_policy() -> RetryPolicy {
 pub struct RunnerConfig {
     pub(crate) owner: String,
     pub(crate) lease: Duration,
-    pub(crate) heartbeat: Duration,
+    /// `None`: a third of the lease.
+    pub(crate) heartbeat: Option<Duration>,
     pub(crate) breaker_wait: Duration,
     pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) poll_interval: Duration,
@@ -61,7 +62,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
             lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(10),
+            heartbeat: None,
             breaker_wait: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
             poll_interval: Duration::from_secs(5),
@@ -89,6 +90,11 @@ impl RunnerConfig {
     /// The lease length.
     pub fn lease(&self) -> Duration {
         self.lease
+    }
+
+    /// How often a runner extends its lease while a step runs or waits.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat.unwrap_or(self.lease / 3)
     }
 
     /// The wall clock.
@@ -124,10 +130,10 @@ impl RunnerConfigBuilder {
         self
     }
 
-    /// How often a runner extends its lease while a step runs or waits (default: 10 s; must
-    /// be below the lease).
+    /// How often a runner extends its lease while a step runs or waits (default: a third of
+    /// the lease; must be below the lease).
     pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.config.heartbeat = every;
+        self.config.heartbeat = Some(every);
         self
     }
 
@@ -184,7 +190,7 @@ impl RunnerConfigBuilder {
         let c = self.config;
         for (what, d) in [
             ("lease", c.lease),
-            ("heartbeat", c.heartbeat),
+            ("heartbeat", c.heartbeat()),
             ("breaker_wait", c.breaker_wait),
             ("poll_interval", c.poll_interval),
         ] {
@@ -192,9 +198,9 @@ impl RunnerConfigBuilder {
                 return Err(ConfigError::ZeroDuration(what).into());
             }
         }
-        if c.heartbeat >= c.lease {
+        if c.heartbeat() >= c.lease {
             return Err(ConfigError::HeartbeatNotBelowLease {
-                heartbeat: c.heartbeat,
+                heartbeat: c.heartbeat(),
                 lease: c.lease,
             }
             .into());
@@ -229,6 +235,11 @@ mod tests {
                 .heartbeat(Duration::from_secs(5))
         ));
         assert!(refused(RunnerConfig::builder().claim_batch(0)));
+        let short = RunnerConfig::builder()
+            .lease(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        assert_eq!(short.heartbeat(), Duration::from_secs(1));
         assert!(refused(RunnerConfig::builder().max_concurrent(0)));
         assert!(refused(RunnerConfig::builder().owner("")));
     }

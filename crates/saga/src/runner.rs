@@ -381,14 +381,17 @@ where
         let inner = self.inner;
         let step = &inner.saga.steps[i];
         let config = &inner.config;
+        // The horizon runs from the first attempt of this round, or, while an open breaker
+        // has let none through yet, from when the step began waiting.
+        let entered = now(&*config.clock);
         loop {
             let p = self.progress.step(&step.name);
             let (starts, first) = match phase {
                 Phase::Execute => (p.starts, p.first_start),
                 Phase::Compensate => (p.comp_starts, p.comp_first_start),
             };
-            if let (Some(limit), Some(first)) = (policy.max_elapsed(), first) {
-                if since(first, now(&*config.clock)) >= limit {
+            if let Some(limit) = policy.max_elapsed() {
+                if since(first.unwrap_or(entered), now(&*config.clock)) >= limit {
                     let error = format!("retry horizon of {limit:?} passed");
                     self.write(failed(phase, &step.name, starts, &error, true, false, true))
                         .await?;
@@ -555,7 +558,8 @@ impl<I> Drive<'_, I> {
     /// [`Error::LeaseLost`]; an unavailable store only logs, since the next write is fenced.
     async fn guarded<T>(&mut self, fut: impl Future<Output = T>) -> Result<T, Error> {
         let c = &self.inner.config;
-        let mut beat = tokio::time::interval_at(Instant::now() + c.heartbeat, c.heartbeat);
+        let every = c.heartbeat();
+        let mut beat = tokio::time::interval_at(Instant::now() + every, every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(fut);
         loop {

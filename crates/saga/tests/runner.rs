@@ -294,6 +294,35 @@ async fn an_open_breaker_is_a_wait_not_an_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_horizon_bounds_waiting_on_a_breaker_that_stays_open() {
+    let b = breaker();
+    b.force_open();
+    let horizon = steadfast_saga::RetryPolicy::builder()
+        .max_attempts(3)
+        .max_elapsed(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let script = Script::new();
+    let (step, times) = timed_step_with("call", vec![Ok(())], horizon, Some(b));
+    let store = memory();
+    let runner = SagaRunner::new(
+        saga(vec![script.step("a", true).into(), step]),
+        store.clone(),
+        config("r"),
+    );
+    let start = tokio::time::Instant::now();
+    assert_eq!(run(&runner, "t").await, State::Compensated);
+    assert!(
+        times.lock().is_empty(),
+        "the breaker never let a call through"
+    );
+    assert!(start.elapsed() >= Duration::from_secs(60));
+    assert_eq!(script.trace(), ["a", "~a"]);
+    let log = store.load(&id("t")).await.unwrap().unwrap();
+    assert!(log.steps()[1].errors[0].error.contains("horizon"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_half_open_probe_spends_no_attempt() {
     let b = breaker();
     let calls = Arc::new(Mutex::new(0u32));
