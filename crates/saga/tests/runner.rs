@@ -642,3 +642,51 @@ async fn the_recovery_loop_resumes_abandoned_sagas_and_shuts_down() {
     );
     assert_eq!(script.trace(), ["a", "b"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_sagas_past_the_grace_and_gives_their_leases_back() {
+    let stuck = Saga::builder("stuck")
+        .step(Step::new("hang", |_ctx: StepContext<Order>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, StepError>(())
+        }))
+        .build()
+        .unwrap();
+    let store = memory();
+    store
+        .create(
+            steadfast_saga::NewSaga {
+                id: id("s"),
+                name: "stuck".to_owned(),
+                version: 1,
+                input: serde_json::json!({ "amount": 1 }),
+            },
+            "dead",
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let runner = SagaRunner::new(
+        stuck,
+        store.clone(),
+        RunnerConfig::builder()
+            .clock(Arc::new(TokioClock::new()))
+            .shutdown_grace(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    let handle = runner.recovery().spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = handle.shutdown().await;
+    assert_eq!(report.resumed, 1);
+    assert_eq!(report.cancelled, 1);
+    let again = store
+        .claim("stuck", 1, "next", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "the lease was given back, not left to lapse"
+    );
+}
