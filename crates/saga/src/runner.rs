@@ -398,6 +398,18 @@ where
                     return Ok(Err(error));
                 }
             }
+            // Attempts cut short by crashes count: a step that kills its process every time
+            // must stop being resumed at some point.
+            let spent_now = match phase {
+                Phase::Execute => p.spent,
+                Phase::Compensate => p.comp_spent,
+            };
+            if spent_now > 0 && !policy.allows_another(spent_now) {
+                let error = format!("attempts exhausted: {spent_now} made, the last cut short");
+                self.write(failed(phase, &step.name, starts, &error, true, false, true))
+                    .await?;
+                return Ok(Err(error));
+            }
             let permit = match &step.breaker {
                 None => None,
                 Some(breaker) => match breaker.try_acquire_owned() {

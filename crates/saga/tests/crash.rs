@@ -174,3 +174,54 @@ async fn a_crash_after_any_record_of_a_compensating_saga_loses_no_compensation()
 async fn a_crash_after_any_record_past_the_pivot_keeps_going_forward() {
     every_crash_point(AFTER_PIVOT).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_crashes_its_runner_every_time_is_given_up_on() {
+    let script = Script::new();
+    let store = memory();
+    let saga_id = SagaId::new("poison").unwrap();
+    // The first runner records the saga and dies right after starting step a's attempt; each
+    // resuming runner does the same, until a's three attempts are spent.
+    for round in 0..4 {
+        let crashed = Arc::new(Notify::new());
+        // Round 0 writes the creation first, then the start; round 3 must not crash.
+        let crash_at = match round {
+            0 => 2,
+            3 => usize::MAX,
+            _ => 1,
+        };
+        let crashing = Arc::new(CrashAfter::new(store.clone(), crash_at, crashed.clone()));
+        let runner = SagaRunner::new(
+            saga(vec![
+                script.step("a", true).into(),
+                script.step("b", true).into(),
+            ]),
+            crashing,
+            config("r"),
+        );
+        let mut task = if round == 0 {
+            let id = saga_id.clone();
+            tokio::spawn(async move { runner.run(id, Order { amount: 1 }).await.map(|_| ()) })
+        } else {
+            tokio::time::advance(Duration::from_secs(31)).await;
+            tokio::spawn(async move { runner.recover_once().await.map(|_| ()) })
+        };
+        tokio::select! {
+            _ = crashed.notified() => task.abort(),
+            done = &mut task => done.unwrap().unwrap(),
+        }
+    }
+    let log = store.load(&saga_id).await.unwrap().unwrap();
+    assert_eq!(log.state(), State::Compensated, "given up, nothing to undo");
+    let a = &log.steps()[0];
+    assert_eq!(a.attempts, 3);
+    assert!(
+        a.errors[0].error.contains("attempts exhausted"),
+        "{:?}",
+        a.errors
+    );
+    assert!(
+        script.calls().is_empty(),
+        "the crashes came before every call"
+    );
+}
