@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
-// The one place naming the retry crate's wall-clock trait, so that a rename is one line.
-pub use steadfast_retry::Clock as WallClock;
+pub use steadfast_retry::WallClock;
 
 /// The clock's time as a `DateTime<Utc>`, saturating outside chrono's range instead of
 /// panicking.

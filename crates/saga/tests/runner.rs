@@ -243,7 +243,7 @@ async fn retry_after_is_honoured_and_capped_by_the_policy() {
 #[derive(Clone)]
 struct TokioNanos(tokio::time::Instant);
 
-impl steadfast_circuit_breaker::Clock for TokioNanos {
+impl steadfast_circuit_breaker::MonotonicClock for TokioNanos {
     fn now_nanos(&self) -> u64 {
         self.0.elapsed().as_nanos() as u64
     }
