@@ -98,7 +98,10 @@ impl BreakerSpec {
 
 /// A service's `breaker` as written: a preset's name or an inline table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "breaker must be a preset name (\"standard\" or \"ai_agent\") or a table with failure_rate_percent (0-100], open_seconds, and optionally window_size and minimum_calls"
+)]
 pub enum RawBreaker {
     /// `"standard"` or `"ai_agent"` (also `"ai-agent"`).
     Preset(String),

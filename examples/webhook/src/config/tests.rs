@@ -300,3 +300,15 @@ fn secrets_never_show_in_debug() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"));
 }
+
+#[test]
+fn a_breaker_that_is_neither_preset_nor_table_says_what_it_takes() {
+    let err = load(
+        "[[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:9/x\"]\nbreaker = { failure_rate_threshold = 50.0 }",
+        &[],
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("breaker must be a preset name"), "{shown}");
+    assert!(shown.contains("failure_rate_percent"), "{shown}");
+}
