@@ -44,6 +44,8 @@ mod clock;
 mod error;
 mod policy;
 mod retry;
+#[cfg(feature = "chrono")]
+pub mod utc;
 
 pub use backoff::{Backoff, Jitter, MAX_DURATION};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
