@@ -7,6 +7,9 @@
 //! - `POST /admin/dlq/replay` (bulk, same filters), `POST /admin/dlq/purge` (same filters)
 //! - `GET /admin/breakers`, `POST /admin/breakers/{name}/{open|close|reset}`
 //! - `GET /admin/registry`, `GET /admin/conversations/{wa_id}`
+//! - `GET /admin/sagas?state=failed&limit=`, `GET /admin/sagas/{id}`,
+//!   `POST /admin/sagas/{id}/retry`, `POST /admin/sagas/{id}/resolve?note=` (reply-action
+//!   sagas; `{id}` is the saga id, `/` as `%2F`, or just the message's `wamid`)
 
 use axum::Json;
 use axum::Router;
@@ -72,6 +75,10 @@ pub fn router(state: &AppState) -> Option<Router<AppState>> {
             .route("/breakers/{name}/{action}", post(breaker_action))
             .route("/registry", get(registry))
             .route("/conversations/{wa_id}", get(conversation))
+            .route("/sagas", get(list_sagas))
+            .route("/sagas/{id}", get(inspect_saga))
+            .route("/sagas/{id}/retry", post(retry_saga))
+            .route("/sagas/{id}/resolve", post(resolve_saga))
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth)),
     )
 }
@@ -342,5 +349,133 @@ async fn conversation(State(app): State<AppState>, Path(wa_id): Path<String>) ->
             .detail("no conversation for this sender")
             .into_response(),
         Err(e) => unavailable("conversation", &e),
+    }
+}
+
+/// Filters of `GET /admin/sagas`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SagaQuery {
+    /// `running`, `completed`, `compensating`, `compensated`, `failed` (parked), `resolved`;
+    /// all when absent.
+    state: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// An action on one saga that the store refused: 404 no such saga, 409 not in a state the
+/// action takes, 400 a bad id, 503 otherwise.
+fn saga_failed(e: &steadfast_saga::Error) -> Response {
+    use steadfast_saga::Error as E;
+    let status = match e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::WrongState { .. } => StatusCode::CONFLICT,
+        E::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        _ => return unavailable("saga", e),
+    };
+    Problem::new(status).detail(e.to_string()).into_response()
+}
+
+/// A saga id from the path: the id itself (`reply-actions/<wamid>`, the `/` sent as `%2F`),
+/// or a message's `wamid`, whose reply-actions saga is meant.
+fn saga_id(id: &str) -> Result<steadfast_saga::SagaId, steadfast_saga::Error> {
+    if id.contains('/') {
+        steadfast_saga::SagaId::new(id)
+    } else {
+        steadfast_saga::SagaId::derive(crate::actions::SAGA_NAME, id)
+    }
+}
+
+async fn list_sagas(State(app): State<AppState>, Query(q): Query<SagaQuery>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    let mut filter = steadfast_saga::ListFilter::default();
+    if let Some(state) = &q.state {
+        match state.parse() {
+            Ok(st) => filter.state = Some(st),
+            Err(_) => {
+                return bad_request(format!(
+                    "unknown state {state:?}: running, completed, compensating, compensated, failed or resolved"
+                ));
+            }
+        }
+    }
+    if let Some(limit) = q.limit {
+        filter = filter.limit(limit);
+    }
+    match s.actions.operator().list(&filter).await {
+        Ok(sagas) => Json(json!({ "sagas": sagas })).into_response(),
+        Err(e) => saga_failed(&e),
+    }
+}
+
+async fn inspect_saga(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    let id = match saga_id(&id) {
+        Ok(id) => id,
+        Err(e) => return saga_failed(&e),
+    };
+    match s.actions.operator().inspect(&id).await {
+        Ok(log) => Json(json!({
+            "saga": log.summary,
+            "input": log.input,
+            "steps": log.steps(),
+            "log": log.entries,
+        }))
+        .into_response(),
+        Err(e) => saga_failed(&e),
+    }
+}
+
+/// `POST /admin/sagas/{id}/retry`: a parked saga back to work with fresh retry budgets; the
+/// recovery loop picks it up at its next poll.
+async fn retry_saga(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    let id = match saga_id(&id) {
+        Ok(id) => id,
+        Err(e) => return saga_failed(&e),
+    };
+    match s.actions.operator().retry(&id).await {
+        Ok(state) => {
+            tracing::warn!(saga = %id, resumes = %state, "admin: saga retried");
+            Json(json!({"saga": id, "resumes": state})).into_response()
+        }
+        Err(e) => saga_failed(&e),
+    }
+}
+
+/// Why a saga was resolved by hand.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResolveQuery {
+    /// The operator's note, kept in the saga's log.
+    note: Option<String>,
+}
+
+/// `POST /admin/sagas/{id}/resolve?note=...`: a parked saga marked as handled by hand.
+async fn resolve_saga(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ResolveQuery>,
+) -> Response {
+    let Some(s) = &app.services else {
+        return no_worker_side();
+    };
+    let id = match saga_id(&id) {
+        Ok(id) => id,
+        Err(e) => return saga_failed(&e),
+    };
+    let note = q
+        .note
+        .unwrap_or_else(|| "resolved through the admin API".to_owned());
+    match s.actions.operator().resolve(&id, note).await {
+        Ok(()) => {
+            tracing::warn!(saga = %id, "admin: saga resolved by hand");
+            Json(json!({"saga": id, "state": "resolved"})).into_response()
+        }
+        Err(e) => saga_failed(&e),
     }
 }

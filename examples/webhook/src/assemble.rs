@@ -5,7 +5,9 @@
 //! downstream for every service without endpoints. Production: the Postgres queue, dead
 //! letters and conversations (migrated at start-up), and the Redis de-duplication fast path
 //! when `REDIS_URL` is set. The queue remembers done messages' keys for the dedup window, so
-//! it is also the record of what was processed.
+//! it is also the record of what was processed. Reply-action sagas live in the same store
+//! family ([`open_stores`] is the one place that picks them): `MemorySagaStore` in demo mode,
+//! `PostgresSagaStore` with a database; their recovery loop runs with the worker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use steadfast_circuit_breaker::Preset;
 use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
+use steadfast_saga::{MemorySagaStore, PostgresSagaStore, SagaStore};
 use steadfast_service_registry::Registry;
 use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
 use tokio::net::TcpListener;
@@ -71,6 +74,7 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> StartupError {
 struct Stores {
     queue: Arc<dyn Queue>,
     snapshots: Arc<dyn SnapshotStore>,
+    sagas: Arc<dyn SagaStore>,
     fast_path: Option<Arc<dyn DedupStore>>,
     kind: &'static str,
 }
@@ -138,6 +142,9 @@ pub async fn migrate_pool(pool: &PgPool) -> Result<(), StartupError> {
     PostgresSnapshots::migrate(pool)
         .await
         .map_err(|e| err("conversations")(e.to_string()))?;
+    PostgresSagaStore::migrate(pool)
+        .await
+        .map_err(|e| err("sagas")(e.to_string()))?;
     Ok(())
 }
 
@@ -157,6 +164,7 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
         return Ok(Stores {
             queue: Arc::new(MemoryQueue::with_config(qc)),
             snapshots: Arc::new(MemorySnapshots::new()),
+            sagas: Arc::new(MemorySagaStore::new()),
             fast_path: Some(Arc::new(MemoryStore::new())),
             kind: "memory",
         });
@@ -177,6 +185,7 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
     Ok(Stores {
         queue: Arc::new(PostgresQueue::with_config(pool.clone(), qc)),
         snapshots: Arc::new(PostgresSnapshots::new(pool.clone())),
+        sagas: Arc::new(PostgresSagaStore::new(pool.clone())),
         fast_path,
         kind: "postgres",
     })
@@ -225,6 +234,8 @@ async fn build_services(
         config.whatsapp.graph_timeout,
         graph_breaker,
     );
+    let actions = crate::actions::Actions::new(config, stores.sagas.clone(), &http, &breakers)
+        .map_err(setup("reply actions"))?;
     Ok(Services {
         config: config.clone(),
         router: config.keyword_router(),
@@ -235,6 +246,7 @@ async fn build_services(
         http,
         sender_locks: crate::worker::SenderLocks::default(),
         clock: Arc::new(steadfast_retry::SystemClock),
+        actions,
     })
 }
 
@@ -367,7 +379,33 @@ impl App {
                 config.conversation.sweep_interval,
                 shutdown_rx.clone(),
             )));
+            if let Some(runner) = services.actions.runner() {
+                // Carries on the sagas of an instance that died, and the ones an operator
+                // retried; on shutdown it lets running ones finish within its grace, then
+                // gives their leases back.
+                let mut stop = shutdown_rx.clone();
+                let recovery = runner.recovery();
+                tasks.push(tokio::spawn(async move {
+                    let report = recovery
+                        .run(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    tracing::info!(
+                        resumed = report.resumed,
+                        finished = report.finished,
+                        parked = report.parked,
+                        cancelled = report.cancelled,
+                        "saga recovery stopped"
+                    );
+                }));
+            }
         }
+        tasks.push(tokio::spawn(parked_sagas(
+            services.actions.operator().clone(),
+            config.storage.store_timeout,
+            shutdown_rx.clone(),
+        )));
         Ok(Self {
             state,
             shutdown_tx,
@@ -489,6 +527,23 @@ async fn sweeper(services: Arc<Services>, every: Duration, mut shutdown: watch::
                     tracing::warn!(error = %e, "conversation sweep failed");
                 }
             }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Counts the parked sagas for `webhook_sagas_parked`, every [`crate::checks::STATS_EVERY`]:
+/// a gauge read from memory, never a store query per scrape.
+async fn parked_sagas(
+    operator: steadfast_saga::Operator,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(crate::checks::STATS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => crate::actions::refresh_parked(&operator, timeout).await,
             _ = shutdown.changed() => return,
         }
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod admin;
 pub mod app;
 pub mod assemble;

@@ -58,6 +58,20 @@ pub const CONNECTIONS_CLOSED: &str = "webhook_http_connections_closed_total";
 /// Admin API requests refused for their token, labelled `reason` (`missing`, `mismatch`).
 pub const ADMIN_AUTH_FAILURES: &str = "webhook_admin_auth_failures_total";
 
+/// Reply actions ignored, labelled `reason` (`malformed`, `unknown_type`, `not_configured`,
+/// `duplicate`, `bad_message_id`).
+pub const ACTIONS_IGNORED: &str = "webhook_actions_ignored_total";
+/// Reply action calls, labelled `action` (the type), `phase` (`execute`, `compensate`) and
+/// `outcome` (`ok`, `retry`, `failed`, `breaker_wait`).
+pub const ACTION_STEPS: &str = "webhook_action_steps_total";
+/// Reply action call latency in seconds, labelled `action`, `phase`.
+pub const ACTION_STEP_DURATION: &str = "webhook_action_step_duration_seconds";
+/// Reply-action sagas, labelled `outcome` (`started`, `resumed`, `completed`, `compensated`,
+/// `parked`, `lease_lost`).
+pub const SAGAS: &str = "webhook_sagas_total";
+/// Sagas parked (`failed`) for an operator now.
+pub const SAGAS_PARKED: &str = "webhook_sagas_parked";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.0, 5.0, 10.0, 30.0,
 ];
@@ -155,6 +169,24 @@ fn describe() {
     describe_counter!(
         ADMIN_AUTH_FAILURES,
         "Admin API requests refused for a missing or wrong bearer token"
+    );
+    describe_counter!(
+        ACTIONS_IGNORED,
+        "Reply actions ignored (malformed, unknown or unconfigured type, duplicate)"
+    );
+    describe_counter!(
+        ACTION_STEPS,
+        "Reply action calls by action, phase (execute, compensate) and outcome"
+    );
+    describe_histogram!(
+        ACTION_STEP_DURATION,
+        Unit::Seconds,
+        "Reply action call latency by action and phase"
+    );
+    describe_counter!(SAGAS, "Reply-action sagas by outcome");
+    describe_gauge!(
+        SAGAS_PARKED,
+        "Reply-action sagas parked for an operator (a cancellation failed for good)"
     );
     // Present at 0 from the start, so that `increase()` sees the first failure.
     for reason in ["missing", "mismatch"] {

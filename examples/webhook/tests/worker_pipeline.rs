@@ -158,6 +158,7 @@ async fn env_with(breaker: steadfast_circuit_breaker::Config) -> Env {
         clock: Arc::new(ManualClock::new(
             std::time::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
         )),
+        actions: steadfast_webhook::actions::Actions::disabled(&config),
         config: Arc::new(config),
     };
     Env {

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod actions;
 mod admin;
 mod check;
 mod conversation;
@@ -47,6 +48,7 @@ mod storage;
 mod whatsapp;
 mod worker;
 
+pub use actions::{ActionsConfig, RawActions};
 pub use admin::{AdminConfig, RawAdmin};
 pub use conversation::{ConversationConfig, DEFAULT_CONVERSATION_RETENTION_DAYS, RawConversation};
 pub use error::ConfigError;
@@ -97,6 +99,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Conversations.
     pub conversation: ConversationConfig,
+    /// The actions a downstream reply may ask for.
+    pub actions: ActionsConfig,
     /// Values generated because demo mode had none; the binary prints them once.
     pub generated: Vec<(String, String)>,
     /// Services whose endpoints are to be filled with the built-in echo downstream (demo mode).
@@ -210,6 +214,9 @@ pub struct RawConfig {
     /// `[conversation]`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub conversation: RawConversation,
+    /// `[actions]`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub actions: RawActions,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -458,6 +465,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let worker = WorkerConfig::try_from(raw.worker)?;
     let conversation = ConversationConfig::try_from(raw.conversation)?;
+    let actions = ActionsConfig::try_from(raw.actions)?;
 
     Ok(Config {
         listen,
@@ -472,6 +480,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         storage,
         worker,
         conversation,
+        actions,
         generated,
         echo_services,
         ingest_enabled: true,

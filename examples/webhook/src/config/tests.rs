@@ -312,3 +312,96 @@ fn a_breaker_that_is_neither_preset_nor_table_says_what_it_takes() {
     assert!(shown.contains("breaker must be a preset name"), "{shown}");
     assert!(shown.contains("failure_rate_percent"), "{shown}");
 }
+
+#[test]
+fn actions_default_to_none_configured_with_documented_settings() {
+    let c = load("", &[]).unwrap();
+    assert!(c.actions.endpoints.is_empty());
+    assert_eq!(c.actions.timeout, Duration::from_secs(10));
+    assert_eq!(c.actions.breaker, BreakerSpec::Standard);
+    assert_eq!(c.actions.max_attempts, 5);
+    assert_eq!(c.actions.recovery_poll, Duration::from_secs(5));
+    assert_eq!(c.actions.step_policy().unwrap().max_attempts(), 5);
+}
+
+#[test]
+fn actions_are_kept_in_step_order_with_their_settings() {
+    let c = load(
+        r#"
+        [actions]
+        flag_for_review = "https://review.internal/v1/flags"
+        create_order = "https://orders.internal/v1/orders"
+        notify_sales = "http://127.0.0.1:9300/sales"
+        timeout_ms = 2500
+        breaker = "ai_agent"
+        max_attempts = 7
+        backoff_initial_ms = 200
+        backoff_max_ms = 3000
+        recovery_poll_ms = 250
+        "#,
+        &[],
+    )
+    .unwrap();
+    use crate::actions::ActionType as T;
+    let kinds: Vec<_> = c.actions.endpoints.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, [T::CreateOrder, T::NotifySales, T::FlagForReview]);
+    assert_eq!(
+        c.actions.url(T::CreateOrder),
+        Some("https://orders.internal/v1/orders")
+    );
+    assert!(!c.actions.is_configured(T::CreateSupportTicket));
+    assert_eq!(c.actions.timeout, Duration::from_millis(2500));
+    assert_eq!(c.actions.breaker, BreakerSpec::AiAgent);
+    assert_eq!(c.actions.max_attempts, 7);
+    assert_eq!(c.actions.backoff_max, Duration::from_secs(3));
+    assert_eq!(c.actions.recovery_poll, Duration::from_millis(250));
+}
+
+#[test]
+fn bad_actions_settings_name_their_key() {
+    let key = |toml: &str| {
+        load(toml, &[])
+            .unwrap_err()
+            .key()
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        key("[actions]\ncreate_order = \"ftp://orders/x\""),
+        "actions.create_order"
+    );
+    // Plain http only to a loopback host; never user info.
+    assert_eq!(
+        key("[actions]\nnotify_sales = \"http://sales.internal/x\""),
+        "actions.notify_sales"
+    );
+    assert_eq!(
+        key("[actions]\nflag_for_review = \"https://u:p@review.internal/x\""),
+        "actions.flag_for_review"
+    );
+    assert_eq!(
+        key("[actions]\ncreate_support_ticket = \"https://user@tickets.internal/x\""),
+        "actions.create_support_ticket"
+    );
+    assert_eq!(key("[actions]\ntimeout_ms = 0"), "actions.timeout_ms");
+    assert_eq!(key("[actions]\nmax_attempts = 0"), "actions.max_attempts");
+    assert_eq!(
+        key("[actions]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100"),
+        "actions.backoff_max_ms"
+    );
+    assert_eq!(key("[actions]\nbreaker = \"fast\""), "actions.breaker");
+    assert_eq!(
+        key("[actions]\nbreaker = { failure_rate_percent = 0.0, open_seconds = 5 }"),
+        "actions.breaker.failure_rate_percent"
+    );
+    // Unknown keys, and unknown action types, are refused by the parser.
+    for toml in [
+        "[actions]\nlaunch_rocket = \"https://x.internal\"",
+        "[actions]\ntimeout = 5",
+    ] {
+        assert!(
+            matches!(load(toml, &[]), Err(ConfigError::Parse { .. })),
+            "{toml}"
+        );
+    }
+}

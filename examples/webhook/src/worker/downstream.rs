@@ -3,7 +3,8 @@
 //! Request: `POST <endpoint>` with `{message_id, from, type, text, conversation_state,
 //! correlation_id, history}` and `Idempotency-Key: <wamid>`, so a downstream that sees the same
 //! message twice (a retry after a lost reply) can answer it once. Response: `{"reply": "...",
-//! "done": false}`; `reply` may be absent or null (nothing to send back).
+//! "done": false, "actions": [...]}`; `reply` may be absent or null (nothing to send back),
+//! `actions` is optional ([`crate::actions`]).
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,11 @@ pub struct DownstreamReply {
     /// The downstream considers the conversation finished.
     #[serde(default)]
     pub done: bool,
+    /// `[{"type": "create_order", "data": {...}}, ...]`: what to run as a saga once the reply
+    /// is recorded ([`crate::actions`]). Kept as JSON so that a malformed list never costs
+    /// the user the reply: each entry is judged on its own.
+    #[serde(default)]
+    pub actions: serde_json::Value,
 }
 
 /// One attempt's error, as the registry sees it (counted by the endpoint's breaker).
@@ -166,7 +172,8 @@ enum Answer {
     TooLarge(usize),
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// A `Retry-After` in seconds (the HTTP-date form is not used by the services we call).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -59,6 +59,8 @@ pub struct Services {
     /// The wall clock conversations are timed by (`SystemClock` in production; tests pass a
     /// `ManualClock`).
     pub clock: Arc<dyn WallClock>,
+    /// A reply's actions, run as sagas ([`crate::actions`]).
+    pub actions: crate::actions::Actions,
 }
 
 /// A fixed set of async mutexes, picked by hashing the sender: bounded memory whatever the
@@ -172,7 +174,8 @@ impl Services {
         Ok(fired)
     }
 
-    /// Every breaker: the ones outside the registry (`whatsapp-graph-api`, `redis-dedup`) under
+    /// Every breaker: the ones outside the registry (`whatsapp-graph-api`, `redis-dedup`,
+    /// `action:<type>`) under
     /// their own names, then each endpoint's as `<service>@<host:port>` (see
     /// [`endpoint_breaker_names`]). These names are what `/metrics`, `/admin/breakers` and the
     /// logs show, so they never carry an endpoint's credentials, path or query.
@@ -223,7 +226,22 @@ impl Services {
             })
             .collect();
         let graph_state = self.graph.breaker().state();
-        vec![
+        let is_open = |s: BreakerState| matches!(s, BreakerState::Open | BreakerState::ForcedOpen);
+        let action_breakers: serde_json::Map<String, Value> = self
+            .actions
+            .configured()
+            .into_iter()
+            .filter_map(|k| {
+                let name = k.breaker_name();
+                self.breakers
+                    .get(&name)
+                    .map(|b| (name, json!(b.state().as_str())))
+            })
+            .collect();
+        let actions_down = action_breakers
+            .values()
+            .any(|s| matches!(s.as_str(), Some("open" | "forced_open")));
+        let mut checks = vec![
             (
                 "services".into(),
                 json!({"status": "ok", "services": services}),
@@ -231,12 +249,22 @@ impl Services {
             (
                 graph::BREAKER.into(),
                 json!({
-                    "status": if matches!(graph_state, BreakerState::Open | BreakerState::ForcedOpen) { "down" } else { "ok" },
+                    "status": if is_open(graph_state) { "down" } else { "ok" },
                     "breaker": graph_state.as_str(),
                     "sends": self.config.whatsapp.access_token.is_some(),
                 }),
             ),
-        ]
+        ];
+        if !action_breakers.is_empty() {
+            checks.push((
+                "actions".into(),
+                json!({
+                    "status": if actions_down { "down" } else { "ok" },
+                    "breakers": action_breakers,
+                }),
+            ));
+        }
+        checks
     }
 
     /// Sets the breaker gauges.

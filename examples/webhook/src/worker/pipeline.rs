@@ -4,8 +4,11 @@
 //! 2. **Route** it (pure): the service, and the conversation as the downstream sees it (the
 //!    user's message applied to a copy).
 //! 3. **Call** the downstream through the service registry and its breakers.
-//! 4. **Send** its reply through the Graph API.
-//! 5. **Save** the conversation, once: the user's message and the reply together
+//! 4. **Record the actions** its reply asks for, when any configured one: the saga
+//!    `reply-actions/<wamid>` is created durably ([`crate::actions::Actions::start`]) and its
+//!    steps run detached, on their own retries and breakers.
+//! 5. **Send** its reply through the Graph API.
+//! 6. **Save** the conversation, once: the user's message and the reply together
 //!    ([`conversation::save`]; its conflict loop is `Machines::update_from`, the only one).
 //!
 //! Then the queue acks it (batched with the acks of messages that finish with it). There is
@@ -13,11 +16,21 @@
 //! de-duplication window (`remember_done`), so a Meta retry that arrives after the message was
 //! processed is refused at ingestion as a duplicate, and the ack IS the processed marker:
 //! marking and acking cannot disagree. On the happy path a message costs three store round
-//! trips (conversation load, conversation save, its share of one ack write) and two commits.
+//! trips (conversation load, conversation save, its share of one ack write) and two commits,
+//! plus the saga's creation when the reply asks for actions.
 //!
 //! Each step fails with a [`StepError`]; [`outcome`] turns it into the queue's [`Outcome`],
 //! in that one place. Since nothing is saved before step 6, a failed attempt leaves the
 //! conversation as it was and a retry does not record the user's message twice.
+//!
+//! **Why the actions are recorded between the call and the send.** Before the reply goes
+//! out, a saga store failure is an ordinary retried attempt: nothing reached the user yet, and
+//! the downstream call is repeated under the same `Idempotency-Key`. After it, the actions
+//! could only be logged and lost. So once the user has the reply, its actions are durable; a
+//! retried or redelivered message meets the saga already there (`Start::AlreadyExists`) and
+//! starts nothing new. The other way round is accepted: when the send then fails for good,
+//! the actions still run (the message dead-letters; a replay finds the saga and does not run
+//! them again).
 //!
 //! When the outcome dead-letters the message (a permanent failure, or a retryable one on the
 //! last attempt), the conversation records the user's message and the failure, and a failed
@@ -197,6 +210,9 @@ pub enum StepError {
     /// Calling the downstream service.
     #[error("{0}")]
     Downstream(CallFailure),
+    /// Recording the reply's actions (kind `saga_store`): retried, nothing was sent yet.
+    #[error(transparent)]
+    Actions(#[from] crate::actions::StartError),
     /// Sending the reply through the Graph API.
     #[error("{0}")]
     Reply(CallFailure),
@@ -231,6 +247,7 @@ pub fn outcome(error: &StepError) -> Outcome {
     match error {
         StepError::BadPayload(_) => Outcome::dead("bad_payload", error.to_string()),
         StepError::Conversation(e) => Outcome::retry(e.kind(), e.to_string()),
+        StepError::Actions(e) => Outcome::retry(e.kind(), e.to_string()),
         StepError::Downstream(failure) | StepError::Reply(failure) => match failure {
             CallFailure::Attempt {
                 kind,
@@ -362,6 +379,15 @@ impl Services {
         progress.turn = Some(turn.clone());
 
         let reply = self.call_downstream(job, &turn, &routed).await?;
+        self.actions
+            .start(
+                &job.message_id,
+                &job.from,
+                &job.correlation_id,
+                &turn.service,
+                &reply.actions,
+            )
+            .await?;
         // What is sent is what is recorded: both cut to WhatsApp's limit.
         let text = reply
             .reply
