@@ -29,6 +29,8 @@ pub enum StepStatus {
     Retrying,
     /// Succeeded.
     Completed,
+    /// Did not run: the saga's input did not ask for it.
+    Skipped,
     /// Failed for good.
     Failed,
     /// Its compensation is under way (or being retried).
@@ -119,6 +121,11 @@ impl SagaLog {
                     v.completed_at = Some(*at);
                     v.status = StepStatus::Completed;
                 }
+                Entry::StepSkipped { .. } => {
+                    v.output = Some(serde_json::Value::Null);
+                    v.completed_at = Some(*at);
+                    v.status = StepStatus::Skipped;
+                }
                 Entry::StepFailed {
                     attempt,
                     error,
@@ -207,6 +214,7 @@ fn step_of(entry: &Entry) -> Option<&str> {
     match entry {
         Entry::StepStarted { step, .. }
         | Entry::StepCompleted { step, .. }
+        | Entry::StepSkipped { step }
         | Entry::StepFailed { step, .. }
         | Entry::CompensationStarted { step, .. }
         | Entry::CompensationSkipped { step }
@@ -234,6 +242,8 @@ pub(crate) struct StepProgress {
     pub(crate) comp_gave_up: Option<String>,
     /// Compensated or skipped.
     pub(crate) undone: bool,
+    /// Did not run for this input (`only_if`): not a pivot point, nothing to undo.
+    pub(crate) skipped: bool,
 }
 
 /// The log folded for the runner.
@@ -280,6 +290,11 @@ impl Progress {
                 s.first_start.get_or_insert(at);
             }
             Entry::StepCompleted { output, .. } => s.output = Some(output.clone()),
+            Entry::StepSkipped { .. } => {
+                s.output = Some(serde_json::Value::Null);
+                s.skipped = true;
+                s.undone = true;
+            }
             Entry::StepFailed {
                 spent,
                 gave_up,

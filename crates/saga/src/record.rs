@@ -112,6 +112,12 @@ pub enum Entry {
         /// The step's output (JSON).
         output: serde_json::Value,
     },
+    /// The step does not run for this saga's input ([`StepBuilder::only_if`](crate::StepBuilder::only_if)):
+    /// its output is `null` and there is nothing to compensate.
+    StepSkipped {
+        /// The step.
+        step: String,
+    },
     /// A step's attempt failed.
     StepFailed {
         /// The step.

@@ -283,7 +283,14 @@ where
             let step = &saga.steps[i];
             let p = self.progress.step(&step.name);
             if p.output.is_some() {
-                after_pivot |= step.pivot;
+                after_pivot |= step.pivot && !p.skipped;
+                continue;
+            }
+            if !step.runs_for(input) {
+                self.write(Entry::StepSkipped {
+                    step: step.name.clone(),
+                })
+                .await?;
                 continue;
             }
             let failure = match p.gave_up {

@@ -88,6 +88,7 @@ impl StepError {
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) type ExecFn<I> =
     Arc<dyn Fn(StepContext<I>) -> BoxFuture<Result<serde_json::Value, StepError>> + Send + Sync>;
+pub(crate) type WhenFn<I> = Arc<dyn Fn(&I) -> bool + Send + Sync>;
 pub(crate) type CompFn<I> = Arc<
     dyn Fn(StepContext<I>, serde_json::Value) -> BoxFuture<Result<(), StepError>> + Send + Sync,
 >;
@@ -101,6 +102,7 @@ pub struct Step<I> {
     pub(crate) policy: RetryPolicy,
     pub(crate) compensation_policy: RetryPolicy,
     pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) only_if: Option<WhenFn<I>>,
 }
 
 impl<I> fmt::Debug for Step<I> {
@@ -109,6 +111,7 @@ impl<I> fmt::Debug for Step<I> {
             .field("name", &self.name)
             .field("compensable", &self.compensate.is_some())
             .field("pivot", &self.pivot)
+            .field("conditional", &self.only_if.is_some())
             .field("policy", &self.policy)
             .field("compensation_policy", &self.compensation_policy)
             .field(
@@ -152,6 +155,7 @@ impl<I: Send + Sync + 'static> Step<I> {
                 policy: RetryPolicy::default(),
                 compensation_policy: default_compensation_policy(),
                 breaker: None,
+                only_if: None,
             },
             _output: PhantomData,
         }
@@ -170,6 +174,11 @@ impl<I: Send + Sync + 'static> Step<I> {
     /// Whether the step is a pivot (once it succeeded the saga only goes forward).
     pub fn is_pivot(&self) -> bool {
         self.pivot
+    }
+
+    /// Whether the step runs for `input` (always, unless [`StepBuilder::only_if`] says not).
+    pub fn runs_for(&self, input: &I) -> bool {
+        self.only_if.as_ref().is_none_or(|when| when(input))
     }
 }
 
@@ -239,6 +248,20 @@ where
     /// breaker failure, a permanent one is ignored (the downstream answered).
     pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
         self.step.breaker = Some(breaker);
+        self
+    }
+
+    /// Runs the step only for inputs where `when` holds. For any other input the step is
+    /// recorded as skipped ([`Entry::StepSkipped`](crate::Entry::StepSkipped), output
+    /// `null`) before the saga moves on: no attempt, no breaker permit (a skipped step neither
+    /// waits on its breaker nor counts as a success in it), and nothing to compensate. A
+    /// skipped pivot is not a pivot point. `when` must depend on the input alone, so that a
+    /// resumed saga decides the same way.
+    ///
+    /// For a saga whose steps are a fixed menu of which each run uses some (the actions a
+    /// request asks for).
+    pub fn only_if(mut self, when: impl Fn(&I) -> bool + Send + Sync + 'static) -> Self {
+        self.step.only_if = Some(Arc::new(when));
         self
     }
 

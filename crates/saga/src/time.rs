@@ -7,6 +7,6 @@
 //! clocks (NTP): a skew shortens or lengthens leases by that much.
 
 pub use steadfast_retry::WallClock;
-pub(crate) use steadfast_retry::utc::{add, now, since};
 #[cfg(feature = "testing")]
 pub(crate) use steadfast_retry::utc::to_utc;
+pub(crate) use steadfast_retry::utc::{add, now, since};

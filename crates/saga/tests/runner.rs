@@ -690,3 +690,59 @@ async fn shutdown_cancels_sagas_past_the_grace_and_gives_their_leases_back() {
         "the lease was given back, not left to lapse"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_the_input_does_not_ask_for_is_skipped_without_its_breaker_or_compensation() {
+    // "b" runs only for large orders; its breaker is open. A small order skips it: no wait on
+    // the breaker, no attempt, and when "c" fails, only "a" is undone.
+    let script = Script::new();
+    script.exec("c", vec![permanent("no")]);
+    let open = breaker();
+    let saga = saga(vec![
+        script.step("a", true).into(),
+        script
+            .step("b", true)
+            .breaker(open.clone())
+            .only_if(|order: &Order| order.amount > 100)
+            .into(),
+        script.step("c", true).into(),
+    ]);
+    let store = memory();
+    let runner = SagaRunner::new(saga, store.clone(), config("r"));
+    let start = tokio::time::Instant::now();
+    assert_eq!(run(&runner, "t").await, State::Compensated);
+    assert_eq!(script.trace(), ["a", "c", "~a"]);
+    assert!(
+        tokio::time::Instant::now() - start < Duration::from_secs(30),
+        "no wait on the open breaker of a skipped step"
+    );
+    assert!(
+        open.try_acquire().is_err(),
+        "the skipped step left its breaker open"
+    );
+    let log = store.load(&id("t")).await.unwrap().unwrap();
+    let steps = log.steps();
+    assert_eq!(steps[1].status, StepStatus::Skipped);
+    assert_eq!(steps[1].attempts, 0);
+    assert_eq!(steps[1].output, Some(serde_json::Value::Null));
+    assert_eq!(log.compensated_steps(), ["a"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_skipped_pivot_is_not_a_pivot_point() {
+    // The pivot does not run for this input, so a later failure still turns the saga back.
+    let script = Script::new();
+    script.exec("c", vec![permanent("no")]);
+    let saga = saga(vec![
+        script.step("a", true).into(),
+        script
+            .step("pay", false)
+            .pivot()
+            .only_if(|order: &Order| order.amount > 100)
+            .into(),
+        script.step("c", true).into(),
+    ]);
+    let runner = SagaRunner::new(saga, memory(), config("r"));
+    assert_eq!(run(&runner, "t").await, State::Compensated);
+    assert_eq!(script.trace(), ["a", "c", "~a"]);
+}

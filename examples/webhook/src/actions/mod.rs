@@ -4,8 +4,9 @@
 //! A reply (`{"reply": "...", "done": false}`) may carry `"actions": [{"type":
 //! "create_order", "data": {...}}, ...]`. Each configured type (`[actions]`: one URL per
 //! type) is one step of the saga `reply-actions` v1, in the fixed order of
-//! [`ActionType::ALL`]; a step whose type the reply did not ask for returns `null` and its
-//! compensation does nothing. Running a step is a `POST` to its URL, undoing it a `DELETE`
+//! [`ActionType::ALL`]; a step whose type the reply did not ask for is skipped
+//! (`only_if`): no call, no permit from its breaker (so another type's outage never holds up
+//! a reply that did not ask for it), nothing to undo. Running a step is a `POST` to its URL, undoing it a `DELETE`
 //! ([`call`]); both carry the step's idempotency key `reply-actions/<wamid>:<type>`. When a
 //! step fails for good, the steps already done are cancelled, last first; a cancellation that
 //! fails for good parks the saga for an operator (`/admin/sagas`).
@@ -29,7 +30,7 @@ use serde_json::Value;
 use steadfast_circuit_breaker::Preset;
 use steadfast_saga::{
     Error as SagaError, Operator, RunnerConfig, Saga, SagaId, SagaRunner, SagaStore, Start, Step,
-    StepContext,
+    StepContext, StepError,
 };
 
 pub use events::{record_event, refresh_parked};
@@ -246,8 +247,11 @@ fn definition(
             let endpoint = endpoint.clone();
             async move {
                 let input = ctx.input();
+                // `only_if` below runs this step only when the reply asked for it.
                 let Some(data) = input.actions.get(&kind) else {
-                    return Ok(Value::Null);
+                    return Err(StepError::permanent(
+                        "the reply did not ask for this action",
+                    ));
                 };
                 let body = ActionRequest {
                     message_id: &input.message_id,
@@ -261,16 +265,15 @@ fn definition(
                     .await
             }
         })
-        .compensate(move |ctx: StepContext<ActionsInput>, output: Value| {
+        .compensate(move |ctx: StepContext<ActionsInput>, _output: Value| {
             let undo = undo.clone();
+            // The key says what to cancel; the recorded output is for operators.
             async move {
-                if output.is_null() {
-                    return Ok(());
-                }
                 undo.compensate(ctx.idempotency_key(), &ctx.input().correlation_id)
                     .await
             }
         })
+        .only_if(move |input: &ActionsInput| input.actions.contains_key(&kind))
         .policy(policy.clone())
         .breaker(breaker);
         saga = saga.step(step);
