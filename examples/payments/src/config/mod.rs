@@ -208,7 +208,9 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{text:?} is not an address like \"{DEFAULT_LISTEN}\""),
         )
     })?;
-    let demo = raw.storage.database_url.is_none();
+    // Storage first: whether the rest is demo or production depends on it.
+    let storage = StorageConfig::try_from(raw.storage.clone())?;
+    let demo = storage.database_url.is_none();
     let generated = generate_demo_secrets(&mut raw);
     let api_token = tokens::token("api.token", raw.api.token)?;
     let admin_token = tokens::token("admin.token", raw.admin.token)?;
@@ -224,7 +226,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         admin_token,
         momo: MomoConfig::from_raw(raw.momo, demo)?,
         rate_limit: RateLimitConfig::try_from(raw.rate_limit)?,
-        storage: StorageConfig::try_from(raw.storage)?,
+        storage,
         generated,
     })
 }
