@@ -9,7 +9,8 @@
 //!
 //! For tests and drills it can answer scripted statuses first ([`FakeProvider::script`]), or
 //! be down (503) until told otherwise ([`FakeProvider::set_down`], also
-//! `PUT /control/outage` with body `on` / `off`).
+//! `PUT /control/outage` with body `on` / `off`). `GET /control/stats` counts requests,
+//! accepted payouts and delivered callbacks (the drill's "0 lost callbacks").
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
@@ -120,6 +121,7 @@ impl FakeProvider {
         Router::new()
             .route("/disbursements", post(disburse))
             .route("/control/outage", put(outage))
+            .route("/control/stats", get(stats))
             .with_state(self.clone())
     }
 
@@ -224,6 +226,15 @@ async fn disburse(State(fake): State<FakeProvider>, headers: HeaderMap, body: By
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, axum::Json(serde_json::json!({"status": status}))).into_response()
+}
+
+async fn stats(State(fake): State<FakeProvider>) -> axum::Json<serde_json::Value> {
+    let requests = fake.requests();
+    axum::Json(serde_json::json!({
+        "requests": requests.len(),
+        "accepted": fake.inner.accepted.lock().len(),
+        "callbacks_delivered": fake.callbacks_delivered(),
+    }))
 }
 
 async fn outage(State(fake): State<FakeProvider>, body: Bytes) -> StatusCode {

@@ -45,6 +45,16 @@ enum Command {
     Migrate,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Run only the fake mobile-money provider (drills): on `--listen`, calling back
+    /// `--callback-url`, with MOMO_API_KEY and MOMO_CALLBACK_SECRET from the environment.
+    FakeProvider {
+        /// Where the service's callback endpoint is.
+        #[arg(long)]
+        callback_url: String,
+        /// Milliseconds before calling back.
+        #[arg(long, default_value_t = 1000)]
+        delay_ms: u64,
+    },
 }
 
 fn banner(config: &Config, fake: Option<SocketAddr>) {
@@ -90,11 +100,58 @@ async fn shutdown_signal() {
     }
 }
 
+async fn fake_provider(
+    cli: &Cli,
+    env: &HashMap<String, String>,
+    callback_url: &str,
+    delay_ms: u64,
+) -> ExitCode {
+    let (Some(key), Some(secret)) = (env.get("MOMO_API_KEY"), env.get("MOMO_CALLBACK_SECRET"))
+    else {
+        eprintln!("steadfast-payments: fake-provider needs MOMO_API_KEY and MOMO_CALLBACK_SECRET");
+        return ExitCode::from(2);
+    };
+    let addr: SocketAddr = match cli.listen.as_deref().unwrap_or("127.0.0.1:0").parse() {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!("steadfast-payments: --listen is not an address");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("steadfast-payments: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fake = steadfast_payments::fake_provider::FakeProvider::new(
+        key,
+        secret,
+        std::time::Duration::from_millis(delay_ms),
+    );
+    fake.set_callback_url(callback_url);
+    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), "fake provider listening");
+    let task = fake.spawn(listener);
+    tokio::select! {
+        () = shutdown_signal() => {}
+        _ = task => {}
+    }
+    ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     steadfast_webhook::telemetry::init();
     let env: HashMap<String, String> = std::env::vars().collect();
+    if let Some(Command::FakeProvider {
+        callback_url,
+        delay_ms,
+    }) = &cli.command
+    {
+        return fake_provider(&cli, &env, callback_url, *delay_ms).await;
+    }
     let overrides = Overrides {
         listen: cli.listen.clone(),
     };
@@ -130,7 +187,7 @@ async fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve => {}
+        Command::Serve | Command::FakeProvider { .. } => {}
     }
     let mut options = Options {
         extras: Extras {
