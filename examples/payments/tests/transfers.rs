@@ -78,8 +78,8 @@ async fn contract(backend: Backend) {
     let other = json!({"from": "acc_a", "to": "acc_b", "amount": 301, "currency": "RWF"});
     assert_eq!(h.post("/v1/transfers", Some(&k), &other).await.status, 422);
 
-    // Keys are scoped per API token: the admin token is not an API token, so the same key
-    // under another scope cannot be tried here; the scope function is unit-tested.
+    // Keys are scoped per API token; one token is configured, so the scope function is
+    // unit-tested (`http::auth`).
 
     // Validation: 404, 400, 402.
     let cases = [

@@ -73,4 +73,21 @@ mod tests {
         assert!(!matches(b"abc", b"abd"));
         assert!(!matches(b"", b"abc"));
     }
+
+    #[test]
+    fn idempotency_scopes_follow_the_token_and_hide_it() {
+        let with = |t: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            scope(&h)
+        };
+        let a = with("token-one-0123456789").unwrap();
+        assert_eq!(with("token-one-0123456789").unwrap(), a);
+        assert_ne!(with("token-two-0123456789").unwrap(), a);
+        assert!(!a.contains("token"));
+        assert_eq!(scope(&http::HeaderMap::new()), None);
+    }
 }
