@@ -142,6 +142,12 @@ async fn layer_scenario(store: Arc<dyn IdempotencyStore>, tag: &str) {
     let invalid = send(&app, post_req("/transfers", Some("too-short"), "{}")).await;
     assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
     assert_eq!(problem_code(&invalid), "invalid_idempotency_key");
+    let detail: serde_json::Value = serde_json::from_slice(&invalid.body).unwrap();
+    let detail = detail["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("16 to 255") && detail.contains("9 characters"),
+        "the detail names the whole rule and what was wrong: {detail}"
+    );
     let list = send(
         &app,
         Request::get("/transfers").body(Body::empty()).unwrap(),

@@ -120,7 +120,15 @@ where
         Some(raw) => match idem.parse_header_key(raw.as_bytes()) {
             Ok(key) => key,
             Err(e) => {
-                return Ok(Problem::new(ProblemCode::InvalidKey, e.to_string()).into_response());
+                // Name the whole rule, not only the bound that was broken, so a client
+                // fixes its key generator once.
+                let rules = idem.config().key_rules();
+                let detail = format!(
+                    "Idempotency-Key must be {} to {} visible ASCII characters: {e}",
+                    rules.min_len(),
+                    rules.max_len()
+                );
+                return Ok(Problem::new(ProblemCode::InvalidKey, detail).into_response());
             }
         },
     };

@@ -3,7 +3,6 @@
 
 pub mod auth;
 pub mod callback;
-pub mod keys;
 pub mod ops;
 pub mod v1;
 
@@ -34,14 +33,13 @@ pub fn router(state: AppState, idempotency: Idempotency, extras: Extras) -> Rout
     let api_token = Token(Arc::from(state.config.api_token.expose().as_bytes()));
     let admin_token = Token(Arc::from(state.config.admin_token.expose().as_bytes()));
     // Layers run outside-in in reverse order of `.layer` calls: the token check first, then
-    // the key syntax check, then the idempotency layer (scoped per token), then the handler.
+    // the idempotency layer (required keys, scoped per token), then the handler.
     let v1 = Router::new()
         .route("/accounts/{id}", get(v1::account))
         .route("/transfers", post(v1::transfer))
         .route("/payouts", post(v1::create_payout))
         .route("/payouts/{id}", get(v1::payout))
         .layer(IdempotencyLayer::new(idempotency).scope(|parts| auth::scope(&parts.headers)))
-        .layer(from_fn(keys::check))
         .layer(from_fn_with_state(api_token.clone(), auth::require));
     let admin = crate::admin::router().layer(from_fn_with_state(admin_token, auth::require));
     let mut app = Router::new()
