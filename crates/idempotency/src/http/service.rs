@@ -123,8 +123,12 @@ where
                 // Name the whole rule, not only the bound that was broken, so a client
                 // fixes its key generator once.
                 let rules = idem.config().key_rules();
+                let why = match &e {
+                    crate::Error::InvalidKey(key) => key.to_string(),
+                    other => other.to_string(),
+                };
                 let detail = format!(
-                    "Idempotency-Key must be {} to {} visible ASCII characters: {e}",
+                    "Idempotency-Key must be {} to {} visible ASCII characters: {why}",
                     rules.min_len(),
                     rules.max_len()
                 );
