@@ -38,11 +38,11 @@ pub async fn page(PageSession(session): PageSession, Extension(api): Extension<A
         Err(e) => body.push_str(&html::error_box(&e)),
         Ok(v) => {
             body.push_str(
-                "<table class=\"list\"><thead><tr><th scope=\"col\">Breaker</th><th scope=\"col\">State</th>\
+                "<table class=\"list\"><thead><tr><th scope=\"col\" class=\"w-name\">Breaker</th><th scope=\"col\">State</th>\
                  <th scope=\"col\" class=\"num\">Failure rate</th><th scope=\"col\" class=\"num\">Calls</th>\
                  <th scope=\"col\" class=\"num\">Failures</th><th scope=\"col\" class=\"num\">Slow</th>\
                  <th scope=\"col\" class=\"num\">Refused</th><th scope=\"col\">Half-open in</th>\
-                 <th scope=\"col\">Control</th></tr></thead><tbody>",
+                 <th scope=\"col\" class=\"w-controls\">Control</th></tr></thead><tbody>",
             );
             for b in v["breakers"].as_array().map_or(&[][..], Vec::as_slice) {
                 let name = html::s(b, "name");

@@ -34,7 +34,7 @@ pub async fn page(
     let number = number.trim_start_matches('+');
     let mut body = format!(
         r#"<form class="filters" method="get" action="{}/conversations">
-<label>Sender's number <input name="number" inputmode="tel" autocomplete="off" placeholder="250788123456" required></label>
+<label>Sender's number <input name="number" inputmode="tel" autocomplete="off" placeholder="country code and number" required></label>
 <button type="submit">Look up</button>
 </form>"#,
         super::BASE

@@ -127,16 +127,17 @@ pub fn chart(samples: &[Value], now: DateTime<Utc>) -> String {
     let x = |minute: f64| LEFT + minute / 60.0 * (W - LEFT - 8.0);
     let y = |v: u64| 8.0 + (1.0 - v as f64 / max as f64) * (H - BOTTOM - 8.0);
     let mut svg = format!(
-        "<figure class=\"chart\"><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"chart-title\" preserveAspectRatio=\"none\">\
+        "<figure class=\"chart\"><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"chart-title\">\
 <title id=\"chart-title\">Queue depth by state over the last hour, one sample a minute; highest value {max}</title>\
 <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{W}\" y2=\"{b}\" stroke=\"#9ca3af\"/>\
 <line x1=\"{LEFT}\" y1=\"8\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#9ca3af\"/>\
 <text x=\"{tx}\" y=\"16\" text-anchor=\"end\" font-size=\"12\" fill=\"#374151\">{max}</text>\
 <text x=\"{tx}\" y=\"{b}\" text-anchor=\"end\" font-size=\"12\" fill=\"#374151\">0</text>\
-<text x=\"{LEFT}\" y=\"{H}\" font-size=\"12\" fill=\"#374151\">60 min ago</text>\
-<text x=\"{W}\" y=\"{H}\" text-anchor=\"end\" font-size=\"12\" fill=\"#374151\">now</text>",
+<text x=\"{LEFT}\" y=\"{ty}\" font-size=\"12\" fill=\"#374151\">60 min ago</text>\
+<text x=\"{W}\" y=\"{ty}\" text-anchor=\"end\" font-size=\"12\" fill=\"#374151\">now</text>",
         b = H - BOTTOM,
         tx = LEFT - 6.0,
+        ty = H - 6.0,
     );
     for (key, colour) in SERIES {
         let line: Vec<(f64, f64)> = points
