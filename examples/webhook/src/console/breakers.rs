@@ -84,7 +84,7 @@ pub async fn page(PageSession(session): PageSession, Extension(api): Extension<A
                 let _ = write!(
                     body,
                     "<section class=\"service\"><h3>{name} {status}</h3><p class=\"sub\">{eligible} of {total} endpoints eligible; balancing {balance}{panic}</p>\
-                     <table class=\"list\"><thead><tr><th scope=\"col\">Endpoint</th><th scope=\"col\">State</th><th scope=\"col\">Health check</th>\
+                     <table class=\"list\"><thead><tr><th scope=\"col\" class=\"w-url\">Endpoint</th><th scope=\"col\">State</th><th scope=\"col\">Health check</th>\
                      <th scope=\"col\">Breaker</th><th scope=\"col\" class=\"num\">In flight</th><th scope=\"col\">Last check</th><th scope=\"col\">Last error</th></tr></thead><tbody>",
                     name = esc(html::s(s, "name")),
                     status = html::badge(html::s(s, "status")),
