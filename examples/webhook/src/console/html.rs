@@ -199,7 +199,7 @@ const NAV: [(&str, &str); 5] = [
 ];
 
 /// A whole page: head (assets, the CSRF token for the scripts), navigation with `active`
-/// (a path of [`NAV`]) marked, the status line, and `body`.
+/// (a path of `NAV`) marked, the status line, and `body`.
 pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> Response {
     let mut nav = String::new();
     for (path, label) in NAV {
