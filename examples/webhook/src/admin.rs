@@ -1,6 +1,10 @@
-//! The admin API, behind `Authorization: Bearer <ADMIN_TOKEN>` (401 without it). Disabled
-//! (routes absent) when no token is configured.
+//! The admin API, behind `Authorization: Bearer <ADMIN_TOKEN>` (401 without it), or the
+//! console's session cookie (see [`crate::console::auth`]; a state-changing request on the
+//! cookie must also carry `X-Steadfast-CSRF`, else 403). Disabled (routes absent) when no
+//! token is configured.
 //!
+//! - `GET /admin/stats`: queue depth by state (last reading, one sample a minute over the last
+//!   hour), throughput, breakers open; from memory (the background checks), no store query
 //! - `GET /admin/dlq?state=dead&error_kind=&since=&until=&limit=&after=`: list (paged by id)
 //! - `GET /admin/dlq/{id}`, `DELETE /admin/dlq/{id}`, `POST /admin/dlq/{id}/replay` (dead or
 //!   retrying), `POST /admin/dlq/{id}/run-now` (retrying: due now, attempts kept)
@@ -37,21 +41,35 @@ async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    use crate::console::auth::{self as session, CookieAuth};
     let failure = match presented {
-        None => Some("missing"),
         Some(p) if !bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())) => Some("mismatch"),
         Some(_) => None,
+        // No bearer token: the console's session cookie, with its CSRF header for anything
+        // that changes state.
+        None => match session::from_headers(request.headers(), token.expose(), Utc::now()) {
+            CookieAuth::Absent => Some("missing"),
+            CookieAuth::Invalid => Some("mismatch"),
+            CookieAuth::Valid(s) => {
+                if session::is_safe(request.method()) || session::csrf_ok(request.headers(), &s) {
+                    None
+                } else {
+                    session::note_failure("csrf", request.method(), "admin API");
+                    return Problem::new(StatusCode::FORBIDDEN)
+                        .detail(format!(
+                            "a request that changes state on the console's cookie must carry {}",
+                            session::CSRF_HEADER
+                        ))
+                        .into_response();
+                }
+            }
+        },
     };
     if let Some(reason) = failure {
         // Someone without the token is trying the admin API: worth an alert when it repeats.
         // Never log what was presented: a near-miss token, or the real one sent to the wrong
         // place, must not end up in the logs.
-        metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES, "reason" => reason).increment(1);
-        tracing::warn!(
-            reason,
-            method = crate::http::middleware::method_label(request.method()),
-            "admin API: authentication failed"
-        );
+        session::note_failure(reason, request.method(), "admin API");
         return Problem::new(StatusCode::UNAUTHORIZED)
             .detail("admin API: send Authorization: Bearer <ADMIN_TOKEN>")
             .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
@@ -65,6 +83,7 @@ pub fn router(state: &AppState) -> Option<Router<AppState>> {
     state.config.admin_token.as_ref()?;
     Some(
         Router::new()
+            .route("/stats", get(stats))
             .route("/dlq", get(list))
             .route("/dlq/replay", post(replay_matching))
             .route("/dlq/purge", post(purge))
@@ -262,6 +281,33 @@ async fn purge(State(app): State<AppState>, Query(q): Query<DlqQuery>) -> Respon
         Err(steadfast_dlq::Error::InvalidInput(m)) => bad_request(m),
         Err(e) => store_down(&e),
     }
+}
+
+/// `GET /admin/stats`: the queue's recent statistics and the breakers open, all from memory.
+async fn stats(State(app): State<AppState>) -> Response {
+    let history = app.checks.history();
+    let open: Vec<String> = app
+        .services
+        .as_ref()
+        .map(|s| {
+            s.all_breakers()
+                .into_iter()
+                .filter(|b| {
+                    use steadfast_circuit_breaker::State as B;
+                    matches!(b.breaker.state(), B::Open | B::HalfOpen | B::ForcedOpen)
+                })
+                .map(|b| b.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({
+        "queue": app.config.storage.queue_name,
+        "latest": history.latest(),
+        "throughput_per_minute": history.throughput_per_minute(),
+        "samples": history.samples().collect::<Vec<_>>(),
+        "breakers_open": open,
+    }))
+    .into_response()
 }
 
 fn no_worker_side() -> Response {

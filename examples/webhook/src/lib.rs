@@ -7,6 +7,7 @@ pub mod app;
 pub mod assemble;
 pub mod checks;
 pub mod config;
+pub mod console;
 pub mod echo;
 pub mod http;
 pub mod ingest;

@@ -10,7 +10,8 @@ use axum::routing::get;
 
 use crate::app::AppState;
 
-/// The full router: `/webhook`, `/health`, `/metrics` and (when a token is set) `/admin`, all
+/// The full router: `/webhook`, `/health`, `/metrics` and (when a token is set) `/admin` and
+/// the console (`/admin/ui`), all
 /// on one listener (`ops_listen` unset; in-process tests).
 pub fn router(state: AppState) -> Router {
     let routes = webhook_routes(&state)
@@ -26,7 +27,7 @@ pub fn public_router(state: AppState) -> Router {
     finish(routes, state)
 }
 
-/// The ops listener's router (`ops_listen`): `/health`, `/metrics` and `/admin`.
+/// The ops listener's router (`ops_listen`): `/health`, `/metrics`, `/admin` and the console.
 pub fn ops_router(state: AppState) -> Router {
     let routes = health_routes().merge(ops_routes(&state));
     finish(routes, state)
@@ -50,9 +51,10 @@ fn health_routes() -> Router<AppState> {
 
 fn ops_routes(state: &AppState) -> Router<AppState> {
     let app = Router::new().route("/metrics", get(health::metrics));
-    match crate::admin::router(state) {
-        Some(admin) => app.nest("/admin", admin),
-        None => app,
+    match (crate::admin::router(state), crate::console::router(state)) {
+        (Some(admin), Some(console)) => app.nest("/admin", admin).merge(console),
+        (Some(admin), None) => app.nest("/admin", admin),
+        _ => app,
     }
 }
 
