@@ -54,6 +54,21 @@ pub(crate) fn sub(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Microseconds since the Unix epoch: how the SQLite store keeps times (the precision
+/// Postgres keeps; chrono's whole range fits in an `i64`).
+#[cfg(feature = "sqlite")]
+pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// The time `micros` (from [`to_micros`]) stands for; a value outside chrono's range is a
+/// corrupt row, not a panic.
+#[cfg(feature = "sqlite")]
+pub(crate) fn from_micros(micros: i64) -> Result<DateTime<Utc>, crate::Error> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| crate::Error::Corrupt(format!("time {micros} out of range")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
