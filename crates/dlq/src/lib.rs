@@ -25,7 +25,7 @@ pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresQueue;
 #[cfg(feature = "sqlite")]
-pub use store::sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteQueue};
+pub use store::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteQueue};
 pub use store::{Queue, QueueAdmin, QueueStore};
 pub use worker::{
     DEFAULT_WORKER_STORE_TIMEOUT, Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport,

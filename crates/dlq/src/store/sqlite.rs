@@ -29,7 +29,7 @@ use crate::{
 
 /// How long a connection waits for another's write lock before the call fails with
 /// [`Error::StoreUnavailable`] (the default of [`SqliteQueue::connect_options`]).
-pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
      run_at, lease_token, lease_expires_at, errors, correlation_id, group_key, waiting_since, \
@@ -106,14 +106,14 @@ impl SqliteQueue {
     /// is created if missing (its folder is not), WAL journal (readers never block the
     /// writer), `synchronous = FULL` (a committed enqueue survives a power cut, not only a
     /// crash; `NORMAL` trades that for speed), and a busy timeout of
-    /// [`DEFAULT_BUSY_TIMEOUT`]. Adjust with the returned builder's methods.
+    /// [`SQLITE_BUSY_TIMEOUT`]. Adjust with the returned builder's methods.
     pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
     }
 
     /// Applies this crate's SQLite migrations (others' already-applied migrations are

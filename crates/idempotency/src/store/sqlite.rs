@@ -21,7 +21,7 @@ const STATE_COMPLETED: i64 = 1;
 
 /// How long a connection of [`SqliteStore::connect_options`] waits for another's write lock
 /// before the call fails with [`Error::StoreUnavailable`].
-pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CURRENT: &str = "
 SELECT fingerprint, state, expires_at_ms, response
@@ -100,14 +100,14 @@ impl SqliteStore {
 
     /// Connect options for the database file at `path`: created if missing (not its folder),
     /// WAL journal, `synchronous = FULL` (a stored response survives a power cut), busy
-    /// timeout [`DEFAULT_BUSY_TIMEOUT`]. Adjust with the returned builder's methods.
+    /// timeout [`SQLITE_BUSY_TIMEOUT`]. Adjust with the returned builder's methods.
     pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
     }
 
     /// Apply the shipped SQLite migrations (versions `2026112701xxxx`). Other crates'
