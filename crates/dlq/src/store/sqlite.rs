@@ -31,6 +31,9 @@ use crate::{
 /// [`Error::StoreUnavailable`] (the default of [`SqliteQueue::connect_options`]).
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Rows per multi-row `INSERT` (14 parameters each, far below SQLite's 32 766).
+const INSERT_CHUNK: usize = 500;
+
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
      run_at, lease_token, lease_expires_at, errors, correlation_id, group_key, waiting_since, \
      created_at, updated_at";
@@ -58,7 +61,9 @@ const LEASE_EXPIRED_ENTRY: &str = "json_object('attempt', attempts, 'at', ?3, 'm
 /// [`Error::StoreUnavailable`]. Every settling write (`ack`, `fail`, `snooze`, `extend`,
 /// `release`) is one statement guarded by `lease_token = ? AND state = 'running'`, which
 /// SQLite runs as its own write transaction: a stale lease matches no row and gets
-/// [`Error::LeaseLost`].
+/// [`Error::LeaseLost`]. Within the process, the store's writers (its clones included) queue
+/// on an async mutex before asking for the lock, so they never sleep in SQLite's busy
+/// handler waiting for each other.
 ///
 /// # Time
 ///
@@ -78,6 +83,10 @@ pub struct SqliteQueue {
     pool: SqlitePool,
     config: QueueConfig,
     wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Writers of this store (and its clones) take turns here before asking SQLite for the
+    /// write lock: SQLite's busy handler sleeps in growing steps while it waits, which costs
+    /// far more than queueing in-process (the lock is still what excludes other processes).
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn still_held(done: &SqliteQueryResult, lease: &Lease) -> Result<(), Error> {
@@ -99,6 +108,7 @@ impl SqliteQueue {
             pool,
             config,
             wakers: Arc::default(),
+            gate: Arc::default(),
         }
     }
 
@@ -208,6 +218,7 @@ impl SqliteQueue {
             .push(" AND lease_token = ")
             .push_bind(lease.token.to_string())
             .push(" AND state = 'running'");
+        let _gate = self.gate.lock().await;
         let done = q.build().execute(&self.pool).await?;
         still_held(&done, lease)?;
         Ok(state)
@@ -318,65 +329,128 @@ impl QueueStore for SqliteQueue {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let now = to_micros(self.now());
-        let mut out = Vec::with_capacity(messages.len());
-        let mut woken: Vec<&str> = Vec::new();
-        // One write transaction for the batch: the key lookups and inserts see each other (a
-        // key repeated in the batch finds its first copy) and nothing else writes between.
+        let at = self.now();
+        let now = to_micros(at);
+        // Within the batch, the first copy of a key is the one stored.
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut copy_of: Vec<Option<usize>> = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let first = m.dedup_key.as_deref().and_then(|key| {
+                match first_of.get(&(m.queue.as_str(), key)) {
+                    Some(&first) => Some(first),
+                    None => {
+                        first_of.insert((m.queue.as_str(), key), i);
+                        None
+                    }
+                }
+            });
+            copy_of.push(first);
+        }
+        let keys: Vec<[&str; 2]> = first_of.keys().map(|(q, k)| [*q, *k]).collect();
+        let keys = serde_json::to_string(&keys).map_err(|e| Error::InvalidInput(e.to_string()))?;
+
+        let gate = self.gate.lock().await;
+        // One write transaction for the batch: nothing else writes between the key look-ups
+        // and the insert.
         let mut tx = self.immediate().await?;
-        for m in &messages {
+        let mut holders: HashMap<(String, String), String> = HashMap::new();
+        if !first_of.is_empty() {
+            // The live holder of each key (the dedup index), then on queues that remember
+            // done keys the newest done holder (the done-keys index).
+            let live = sqlx::query(
+                "SELECT m.queue, m.dedup_key, m.id FROM json_each(?1) AS k \
+                 JOIN dlq_messages m ON m.queue = k.value ->> 0 AND m.dedup_key = k.value ->> 1 \
+                 WHERE m.state <> 'done'",
+            )
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in live {
+                holders.insert(
+                    (row.try_get("queue")?, row.try_get("dedup_key")?),
+                    row.try_get("id")?,
+                );
+            }
+            let done = sqlx::query(
+                "SELECT m.queue, m.dedup_key, m.id FROM json_each(?1) AS k \
+                 JOIN dlq_messages m ON m.queue = k.value ->> 0 AND m.dedup_key = k.value ->> 1 \
+                 WHERE m.state = 'done' AND m.dedup_key IS NOT NULL \
+                 ORDER BY m.created_at DESC",
+            )
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in done {
+                let queue: String = row.try_get("queue")?;
+                if self.config.remembers_done(&queue) {
+                    holders
+                        .entry((queue, row.try_get("dedup_key")?))
+                        .or_insert(row.try_get("id")?);
+                }
+            }
+        }
+
+        let mut out: Vec<Enqueued> = Vec::with_capacity(messages.len());
+        let mut new_rows: Vec<(MessageId, &NewMessage)> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if let Some(first) = copy_of[i] {
+                out.push(Enqueued::Duplicate(out[first].id()));
+                continue;
+            }
             if let Some(key) = &m.dedup_key {
-                // The live holder of the key, or on a queue that remembers done keys the
-                // newest done one.
-                let holder: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM dlq_messages \
-                     WHERE queue = ?1 AND dedup_key = ?2 AND (state <> 'done' OR ?3) \
-                     ORDER BY state <> 'done' DESC, created_at DESC LIMIT 1",
-                )
-                .bind(&m.queue)
-                .bind(key)
-                .bind(self.config.remembers_done(&m.queue))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(holder) = holder {
+                if let Some(holder) = holders.get(&(m.queue.clone(), key.clone())) {
                     out.push(Enqueued::Duplicate(MessageId::from_uuid(uuid(
-                        &holder, "id",
+                        holder, "id",
                     )?)));
                     continue;
                 }
             }
             let id = MessageId::new();
-            let max_attempts = m
-                .max_attempts
-                .unwrap_or_else(|| self.config.policy(&m.queue).max_attempts());
-            let payload = serde_json::to_string(&m.payload)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?;
-            sqlx::query(
+            new_rows.push((id, m));
+            out.push(Enqueued::New(id));
+        }
+        // Multi-row inserts, in chunks well under SQLite's limit on bound parameters.
+        for chunk in new_rows.chunks(INSERT_CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (id, m) in chunk {
+                let payload = serde_json::to_string(&m.payload)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                let max_attempts = m
+                    .max_attempts
+                    .unwrap_or_else(|| self.config.policy(&m.queue).max_attempts());
+                rows.push((id, m, payload, max_attempts));
+            }
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO dlq_messages (id, queue, dedup_key, payload, priority, state, \
                      attempts, max_attempts, run_at, errors, correlation_id, group_key, \
-                     created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, '[]', ?8, ?9, ?10, ?10)",
-            )
-            .bind(id.to_string())
-            .bind(&m.queue)
-            .bind(&m.dedup_key)
-            .bind(payload)
-            .bind(i64::from(m.priority))
-            .bind(i64::from(max_attempts))
-            .bind(to_micros(add(self.now(), m.delay)))
-            .bind(&m.correlation_id)
-            .bind(&m.group)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            out.push(Enqueued::New(id));
-            if !woken.contains(&m.queue.as_str()) {
-                woken.push(&m.queue);
-            }
+                     created_at, updated_at) ",
+            );
+            q.push_values(rows, |mut b, (id, m, payload, max_attempts)| {
+                b.push_bind(id.to_string())
+                    .push_bind(m.queue.as_str())
+                    .push_bind(m.dedup_key.as_deref())
+                    .push_bind(payload)
+                    .push_bind(i64::from(m.priority))
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(i64::from(max_attempts))
+                    .push_bind(to_micros(add(at, m.delay)))
+                    .push("'[]'")
+                    .push_bind(m.correlation_id.as_deref())
+                    .push_bind(m.group.as_deref())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        for queue in woken {
-            self.wake(queue);
+        drop(gate);
+        let mut woken: Vec<&str> = Vec::new();
+        for (_, m) in &new_rows {
+            if !woken.contains(&m.queue.as_str()) {
+                woken.push(&m.queue);
+                self.wake(&m.queue);
+            }
         }
         Ok(out)
     }
@@ -396,6 +470,7 @@ impl QueueStore for SqliteQueue {
         let token = Uuid::now_v7();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let _gate = self.gate.lock().await;
         let mut tx = self.immediate().await?;
         // Orphans that already used their last attempt are dead letters, not claims.
         sqlx::query(&format!(
@@ -481,6 +556,7 @@ impl QueueStore for SqliteQueue {
     }
 
     async fn ack(&self, lease: &Lease) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(
             "UPDATE dlq_messages SET state = 'done', lease_token = NULL, \
                  lease_expires_at = NULL, waiting_since = NULL, updated_at = ?3 \
@@ -508,6 +584,7 @@ impl QueueStore for SqliteQueue {
             .collect();
         let pairs =
             serde_json::to_string(&pairs).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let _gate = self.gate.lock().await;
         let acked: Vec<String> = sqlx::query_scalar(
             "UPDATE dlq_messages SET state = 'done', lease_token = NULL, \
                  lease_expires_at = NULL, waiting_since = NULL, updated_at = ?2 \
@@ -541,6 +618,7 @@ impl QueueStore for SqliteQueue {
         check_claim(&lease.queue, lease_for)?;
         let now = self.now();
         let expires_at = add(now, lease_for);
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(
             "UPDATE dlq_messages SET run_at = ?3, lease_expires_at = ?3, updated_at = ?4 \
              WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
@@ -559,6 +637,7 @@ impl QueueStore for SqliteQueue {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(
             "UPDATE dlq_messages SET attempts = max(attempts - 1, 0), \
                  state = CASE WHEN attempts <= 1 THEN 'pending' ELSE 'retrying' END, \
@@ -612,6 +691,7 @@ impl QueueAdmin for SqliteQueue {
     }
 
     async fn replay(&self, id: MessageId) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let queue: Option<String> = sqlx::query_scalar(
             "UPDATE dlq_messages SET state = 'pending', attempts = 0, run_at = ?2, \
                  lease_token = NULL, lease_expires_at = NULL, waiting_since = NULL, \
@@ -633,6 +713,7 @@ impl QueueAdmin for SqliteQueue {
     }
 
     async fn run_now(&self, id: MessageId) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let queue: Option<String> = sqlx::query_scalar(
             "UPDATE dlq_messages SET run_at = ?2, updated_at = ?2 \
              WHERE id = ?1 AND state IN (SELECT value FROM json_each(?3)) RETURNING queue",
@@ -664,6 +745,7 @@ impl QueueAdmin for SqliteQueue {
             .push_bind(now);
         push_filter(&mut q, filter);
         q.push(" RETURNING queue");
+        let _gate = self.gate.lock().await;
         let mut queues: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
         let n = queues.len() as u64;
         queues.sort();
@@ -675,6 +757,7 @@ impl QueueAdmin for SqliteQueue {
     }
 
     async fn delete(&self, id: MessageId) -> Result<bool, Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query("DELETE FROM dlq_messages WHERE id = ?1")
             .bind(id.to_string())
             .execute(&self.pool)
@@ -685,11 +768,13 @@ impl QueueAdmin for SqliteQueue {
     async fn purge(&self, filter: &Filter) -> Result<u64, Error> {
         let mut q = QueryBuilder::new("DELETE FROM dlq_messages");
         push_filter(&mut q, filter);
+        let _gate = self.gate.lock().await;
         Ok(q.build().execute(&self.pool).await?.rows_affected())
     }
 
     async fn prune(&self, retention: &Retention) -> Result<Pruned, Error> {
         let now = self.now();
+        let _gate = self.gate.lock().await;
         let done = sqlx::query("DELETE FROM dlq_messages WHERE state = 'done' AND updated_at < ?1")
             .bind(to_micros(sub(now, retention.done)))
             .execute(&self.pool)

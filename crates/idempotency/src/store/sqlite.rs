@@ -5,6 +5,7 @@
 //! one-row counter `idempotency_fence` that fencing tokens come from.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,12 +67,18 @@ DELETE FROM idempotency_records
 /// concurrent claims exactly one is granted. `complete` and `release` are single statements
 /// guarded by `fence = ? AND state = 0` (SQLite runs each as its own write transaction): a
 /// stale fence matches nothing and gets [`Error::StaleLease`]. A write that waits for the
-/// lock longer than the busy timeout fails with [`Error::StoreUnavailable`].
+/// lock longer than the busy timeout fails with [`Error::StoreUnavailable`]. Within the
+/// process, the store's writers (its clones included) queue on an async mutex before asking
+/// for the lock, so they never sleep in SQLite's busy handler waiting for each other.
 ///
 /// Times are the caller's (`now` arguments), stored as integer milliseconds since the epoch.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writers of this store (and its clones) take turns here before asking SQLite for the
+    /// write lock: SQLite's busy handler sleeps in growing steps while it waits, which costs
+    /// far more than queueing in-process (the lock still excludes other processes).
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -95,7 +102,10 @@ fn after(at: Timestamp, d: Duration) -> i64 {
 impl SqliteStore {
     /// A store on `pool`. Run [`SqliteStore::migrate`] once before use.
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
+        SqliteStore {
+            pool,
+            gate: Arc::default(),
+        }
     }
 
     /// Connect options for the database file at `path`: created if missing (not its folder),
@@ -121,6 +131,7 @@ impl SqliteStore {
     /// Delete every claim record and de-duplication entry expired at `now`; returns how many
     /// rows were removed. Expired rows are already ignored by claims; reaping frees space.
     pub async fn reap(&self, now: Timestamp) -> Result<u64, Error> {
+        let _gate = self.gate.lock().await;
         let records = sqlx::query("DELETE FROM idempotency_records WHERE expires_at_ms <= ?1")
             .bind(ms(now))
             .execute(&self.pool)
@@ -160,6 +171,7 @@ impl SqliteStore {
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<StoreClaim, Error> {
+        let _gate = self.gate.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -218,6 +230,7 @@ impl IdempotencyStore for SqliteStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(COMPLETE)
             .bind(scope)
             .bind(key.as_str())
@@ -233,6 +246,7 @@ impl IdempotencyStore for SqliteStore {
     }
 
     async fn release(&self, scope: &str, key: &IdempotencyKey, fence: u64) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(RELEASE)
             .bind(scope)
             .bind(key.as_str())
@@ -252,6 +266,7 @@ impl DedupStore for SqliteStore {
         window: Duration,
         now: Timestamp,
     ) -> Result<bool, Error> {
+        let _gate = self.gate.lock().await;
         // One statement (its own write transaction): of concurrent callers exactly one inserts
         // or revives an expired entry; the others' conflict matches the WHERE of none.
         let inserted: Option<i64> = sqlx::query_scalar(
@@ -288,6 +303,7 @@ impl DedupStore for SqliteStore {
         now: Timestamp,
         processing_time: Option<Duration>,
     ) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         sqlx::query(
             "INSERT INTO idempotency_dedup (id, expires_at_ms, processing_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE

@@ -41,7 +41,8 @@ const COLUMNS: &str = "id, name, version, state, fence, lease_owner, lease_expir
 /// `BEGIN IMMEDIATE` transaction holding the fenced row update and the entry insert, so an
 /// entry is written only under the current fence, together with its state change. A write
 /// that waits for the lock longer than the busy timeout fails with
-/// [`Error::StoreUnavailable`], having written nothing.
+/// [`Error::StoreUnavailable`], having written nothing. Within the process, the store's
+/// writers (its clones included) queue on an async mutex before asking for the lock.
 ///
 /// Time comes from the store's clock (integer microseconds since the epoch, never SQLite's
 /// own clock), so tests drive it exactly.
@@ -49,6 +50,10 @@ const COLUMNS: &str = "id, name, version, state, fence, lease_owner, lease_expir
 pub struct SqliteSagaStore {
     pool: SqlitePool,
     clock: Arc<dyn WallClock>,
+    /// Writers of this store (and its clones) take turns here before asking SQLite for the
+    /// write lock: SQLite's busy handler sleeps in growing steps while it waits, which costs
+    /// far more than queueing in-process (the lock still excludes other processes).
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -68,7 +73,11 @@ impl SqliteSagaStore {
 
     /// A store on `pool` reading time from `clock`.
     pub fn with_clock(pool: SqlitePool, clock: Arc<dyn WallClock>) -> Self {
-        SqliteSagaStore { pool, clock }
+        SqliteSagaStore {
+            pool,
+            clock,
+            gate: Arc::default(),
+        }
     }
 
     /// Connect options for the database file at `path`: created if missing (not its folder),
@@ -145,6 +154,7 @@ impl SagaStore for SqliteSagaStore {
         let version = version(saga.version)?;
         let input =
             serde_json::to_string(&saga.input).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let _gate = self.gate.lock().await;
         let mut tx = self.immediate().await?;
         let inserted = sqlx::query(
             "INSERT INTO saga_instances \
@@ -200,6 +210,7 @@ impl SagaStore for SqliteSagaStore {
         let state = entry.new_state().map(|s| s.as_str());
         let encoded = encode(&entry)?;
         // One transaction: the fenced row update and the entry insert commit together.
+        let _gate = self.gate.lock().await;
         let mut tx = self.immediate().await?;
         let row = sqlx::query(
             "UPDATE saga_instances SET state = COALESCE(?3, state), \
@@ -242,6 +253,7 @@ impl SagaStore for SqliteSagaStore {
 
     async fn heartbeat(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, Error> {
         let expires_at = add(self.now(), lease_for);
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(
             "UPDATE saga_instances SET lease_expires_at = ?3 \
              WHERE id = ?1 AND fence = ?2 AND state IN ('running', 'compensating')",
@@ -261,6 +273,7 @@ impl SagaStore for SqliteSagaStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(
             "UPDATE saga_instances SET lease_owner = NULL, lease_expires_at = ?3 \
              WHERE id = ?1 AND fence = ?2 AND state IN ('running', 'compensating')",
@@ -291,6 +304,7 @@ impl SagaStore for SqliteSagaStore {
         let now = self.now();
         let expires_at = add(now, lease);
         // The select and the update in one write transaction: no other claim runs between.
+        let _gate = self.gate.lock().await;
         let mut tx = self.immediate().await?;
         let rows = sqlx::query(
             "UPDATE saga_instances SET fence = fence + 1, lease_owner = ?4, \
@@ -393,6 +407,7 @@ impl SagaStore for SqliteSagaStore {
         let now = self.now();
         let state = entry.new_state().unwrap_or(expected);
         let encoded = encode(&entry)?;
+        let _gate = self.gate.lock().await;
         let mut tx = self.immediate().await?;
         // A new fence: whoever held the saga before the operator stepped in cannot write.
         let row = sqlx::query(&format!(
