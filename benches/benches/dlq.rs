@@ -1,6 +1,9 @@
 //! steadfast-dlq on the real Postgres: enqueue (single, batch of 100), claim + ack with 1, 4
 //! and 16 concurrent workers (batch claims, one ack statement per batch), and the same with
-//! 100k done rows in the table, then after pruning them.
+//! 100k done rows in the table, then after pruning them. Enqueue and claim + ack also run on
+//! SQLite (a temporary file, the store's default connect options: WAL, `synchronous = FULL`),
+//! under the same group names with a `sqlite` parameter (`dlq/enqueue/single/sqlite`,
+//! `dlq/claim_ack/workers/4/sqlite`).
 //!
 //! Compare the messages/second with `pgbench` single-INSERT TPS on the same machine (see
 //! BENCHMARKS.md for the command).
@@ -13,7 +16,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use steadfast_dlq::{NewMessage, PostgresQueue, QueueAdmin, QueueStore, Retention};
+use sqlx::sqlite::SqlitePoolOptions;
+use steadfast_dlq::{
+    NewMessage, PostgresQueue, Queue, QueueAdmin, QueueStore, Retention, SqliteQueue,
+};
 
 /// Messages per claim+ack measurement iteration.
 const PER_ITER: u64 = 400;
@@ -48,7 +54,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Option<Setup> {
 }
 
 /// Enqueues `n` messages on `queue` in batches of 100 (outside the timed section).
-async fn fill(store: &PostgresQueue, queue: &str, n: u64, seq: &AtomicU64) {
+async fn fill(store: &dyn Queue, queue: &str, n: u64, seq: &AtomicU64) {
     let mut left = n;
     while left > 0 {
         let k = left.min(100);
@@ -64,7 +70,7 @@ async fn fill(store: &PostgresQueue, queue: &str, n: u64, seq: &AtomicU64) {
 }
 
 /// `workers` tasks claim and ack until `total` messages of `queue` are done.
-async fn drain(store: &Arc<PostgresQueue>, queue: &str, workers: usize, total: u64) {
+async fn drain(store: &Arc<dyn Queue>, queue: &str, workers: usize, total: u64) {
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -93,22 +99,31 @@ async fn drain(store: &Arc<PostgresQueue>, queue: &str, workers: usize, total: u
     }
 }
 
-fn claim_ack_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup, name: &str) {
+/// `suffix` tells the store apart in the benchmark id: empty for Postgres (the original
+/// names), `/sqlite` for SQLite.
+fn claim_ack_group(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<dyn Queue>,
+    seq: &AtomicU64,
+    name: &str,
+    suffix: &str,
+) {
     let mut group = c.benchmark_group(format!("dlq/{name}"));
     group.throughput(Throughput::Elements(PER_ITER));
     group.sample_size(10);
     for workers in [1usize, 4, 16] {
         group.bench_with_input(
-            BenchmarkId::new("workers", workers),
+            BenchmarkId::new("workers", format!("{workers}{suffix}")),
             &workers,
             |b, &workers| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
-                            fill(&s.store, "bench", PER_ITER, &s.seq).await;
+                            fill(&**store, "bench", PER_ITER, seq).await;
                             let start = Instant::now();
-                            drain(&s.store, "bench", workers, PER_ITER).await;
+                            drain(store, "bench", workers, PER_ITER).await;
                             total += start.elapsed();
                         }
                         total
@@ -126,10 +141,12 @@ fn dlq(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    sqlite(c, &rt);
     let Some(s) = setup(&rt) else {
-        eprintln!("dlq benches skipped: Postgres unreachable");
+        eprintln!("dlq Postgres benches skipped: Postgres unreachable");
         return;
     };
+    let store: Arc<dyn Queue> = s.store.clone();
 
     let mut group = c.benchmark_group("dlq/enqueue");
     group.throughput(Throughput::Elements(1));
@@ -163,7 +180,7 @@ fn dlq(c: &mut Criterion) {
             .expect("clear")
     });
 
-    claim_ack_group(c, &rt, &s, "claim_ack");
+    claim_ack_group(c, &rt, &store, &s.seq, "claim_ack", "");
 
     // 100k done rows, as accumulate in a week of traffic without pruning.
     rt.block_on(async {
@@ -184,7 +201,7 @@ fn dlq(c: &mut Criterion) {
             .await
             .expect("analyze");
     });
-    claim_ack_group(c, &rt, &s, "claim_ack_with_100k_done");
+    claim_ack_group(c, &rt, &store, &s.seq, "claim_ack_with_100k_done", "");
 
     let pruned = rt.block_on(async {
         let pruned = s.store.prune(&Retention::default()).await.expect("prune");
@@ -195,7 +212,48 @@ fn dlq(c: &mut Criterion) {
         pruned
     });
     eprintln!("pruned {} done rows older than 7 days", pruned.done);
-    claim_ack_group(c, &rt, &s, "claim_ack_after_prune");
+    claim_ack_group(c, &rt, &store, &s.seq, "claim_ack_after_prune", "");
+}
+
+/// Enqueue and claim + ack on SQLite, under the Postgres benches' group names.
+fn sqlite(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let file = steadfast_testkit::SqliteFile::new();
+    let store: Arc<dyn Queue> = rt.block_on(async {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(SqliteQueue::connect_options(file.path()))
+            .await
+            .expect("open the SQLite file");
+        SqliteQueue::migrate(&pool).await.expect("migrate");
+        Arc::new(SqliteQueue::new(pool))
+    });
+    let seq = AtomicU64::new(0);
+    let mut group = c.benchmark_group("dlq/enqueue");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("single", "sqlite"), |b| {
+        b.to_async(rt).iter(|| async {
+            let i = seq.fetch_add(1, Ordering::Relaxed);
+            store
+                .enqueue(NewMessage::new("enqueue", payload(i)).dedup_key(format!("wamid.{i}")))
+                .await
+                .expect("enqueue")
+        });
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function(BenchmarkId::new("batch_100", "sqlite"), |b| {
+        b.to_async(rt).iter(|| async {
+            let batch = (0..100)
+                .map(|_| {
+                    let i = seq.fetch_add(1, Ordering::Relaxed);
+                    NewMessage::new("enqueue", payload(i)).dedup_key(format!("wamid.{i}"))
+                })
+                .collect();
+            store.enqueue_batch(batch).await.expect("enqueue")
+        });
+    });
+    group.finish();
+    claim_ack_group(c, rt, &store, &seq, "claim_ack", "/sqlite");
+    rt.block_on(async move { drop(store) });
 }
 
 criterion_group!(benches, dlq);

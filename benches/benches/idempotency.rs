@@ -1,7 +1,8 @@
 //! Idempotency claims and message de-duplication on each store. For Redis, the raw
 //! `SET NX PX` round trip on the same connection is the floor: `first_seen` should be within
 //! 1.1x of it, claim + complete (two round trips) within 2.2x. The Redis three are measured
-//! interleaved (see below) so that their ratios hold on a noisy machine.
+//! interleaved (see below) so that their ratios hold on a noisy machine. SQLite runs on a
+//! temporary file (`idempotency/sqlite/...`).
 // criterion_group! generates undocumented public items.
 #![allow(missing_docs)]
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast_idempotency::{
     Claim, Config, DedupStore, Deduplicator, Fingerprint, Idempotency, IdempotencyKey,
-    IdempotencyStore, ManualClock, MemoryStore, PostgresStore, RedisStore, StoredResponse,
-    Timestamp,
+    IdempotencyStore, ManualClock, MemoryStore, PostgresStore, RedisStore, SqliteStore,
+    StoredResponse, Timestamp,
 };
 
 const WINDOW: Duration = Duration::from_secs(300);
@@ -153,6 +154,21 @@ fn idempotency(c: &mut Criterion) {
         group.finish();
         rt.block_on(async move { drop(redis) });
     }
+
+    // SQLite on a temporary file, with the store's default connect options (WAL,
+    // synchronous = FULL: every commit is flushed to disk).
+    let file = steadfast_testkit::SqliteFile::new();
+    let store = rt.block_on(async {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(SqliteStore::connect_options(file.path()))
+            .await
+            .expect("open the SQLite file");
+        let store = SqliteStore::new(pool);
+        store.migrate().await.expect("migrate");
+        Arc::new(store)
+    });
+    bench_store(c, &rt, "sqlite", store.clone(), store, None);
 
     if let Some(pg) = rt.block_on(steadfast_testkit::postgres()) {
         let store = PostgresStore::new(pg.pool().clone());

@@ -19,9 +19,13 @@ pub use message::{
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
 pub use steadfast_retry::{ManualClock, SystemClock, TokioClock, WallClock};
+#[cfg(feature = "sqlite")]
+pub use store::instance_lock::SqliteInstanceLock;
 pub use store::memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresQueue;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteQueue};
 pub use store::{Queue, QueueAdmin, QueueStore};
 pub use worker::{
     DEFAULT_WORKER_STORE_TIMEOUT, Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport,

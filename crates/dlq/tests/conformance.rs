@@ -27,3 +27,23 @@ async fn postgres_queue_conforms() {
     })
     .await;
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_queue_conforms() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    use steadfast_dlq::SqliteQueue;
+    conformance(|config| async move {
+        // A file, not `:memory:`: several connections, real locking.
+        let file = steadfast_testkit::SqliteFile::new();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(SqliteQueue::connect_options(file.path()))
+            .await
+            .unwrap();
+        SqliteQueue::migrate(&pool).await.unwrap();
+        let store: Arc<dyn Queue> = Arc::new(SqliteQueue::with_config(pool, config));
+        Some((store, file))
+    })
+    .await;
+}

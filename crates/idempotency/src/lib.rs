@@ -34,5 +34,7 @@ pub use store::memory::MemoryStore;
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteStore};
 pub use store::{ClaimRequest, DedupStore, IdempotencyStore, StoreClaim};
 pub use timestamp::Timestamp;

@@ -55,3 +55,29 @@ async fn postgres_store_conforms() {
     assert!(removed > 0);
     assert_eq!(store.reap(far).await.unwrap(), 0);
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    use steadfast_idempotency::SqliteStore;
+    // A file, not `:memory:`: several connections, real locking.
+    let file = steadfast_testkit::SqliteFile::new();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(SqliteStore::connect_options(file.path()))
+        .await
+        .unwrap();
+    let store = SqliteStore::new(pool);
+    store.migrate().await.unwrap();
+    // Migrating twice is a no-op.
+    store.migrate().await.unwrap();
+    idempotency_store(Arc::new(store.clone())).await;
+    dedup_store(Arc::new(store.clone()), DedupWindow::CallerClock).await;
+
+    // The reaper removes what expired, and only that.
+    let far = Timestamp::now().plus(Duration::from_secs(10 * 24 * 3600));
+    let removed = store.reap(far).await.unwrap();
+    assert!(removed > 0);
+    assert_eq!(store.reap(far).await.unwrap(), 0);
+}

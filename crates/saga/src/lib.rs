@@ -37,4 +37,6 @@ pub use store::SagaStore;
 pub use store::memory::MemorySagaStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresSagaStore;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteSagaStore};
 pub use time::WallClock;

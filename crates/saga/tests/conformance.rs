@@ -30,3 +30,24 @@ async fn postgres_store_conforms() {
     })
     .await;
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    use steadfast_saga::SqliteSagaStore;
+    conformance(|clock| async move {
+        // A file, not `:memory:`: several connections, real locking.
+        let file = steadfast_testkit::SqliteFile::new();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(SqliteSagaStore::connect_options(file.path()))
+            .await
+            .unwrap();
+        SqliteSagaStore::migrate(&pool).await.unwrap();
+        let store: Arc<dyn SagaStore> =
+            Arc::new(SqliteSagaStore::with_clock(pool, Arc::new(clock)));
+        Some((store, file))
+    })
+    .await;
+}

@@ -24,4 +24,6 @@ pub use registry::{Registry, Restored};
 #[cfg(feature = "postgres")]
 pub use store::PostgresSnapshots;
 pub use store::{MemorySnapshots, Snapshot, SnapshotStore};
+#[cfg(feature = "sqlite")]
+pub use store::{SQLITE_BUSY_TIMEOUT, SqliteSnapshots};
 pub use types::{Event, StateId};

@@ -25,3 +25,20 @@ async fn postgres_snapshots_conform() {
     PostgresSnapshots::migrate(pg.pool()).await.unwrap();
     conformance(Arc::new(PostgresSnapshots::new(pg.pool().clone()))).await;
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_snapshots_conform() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    use steadfast_state_machine::SqliteSnapshots;
+    // A file, not `:memory:`: several connections, real locking.
+    let file = steadfast_testkit::SqliteFile::new();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(SqliteSnapshots::connect_options(file.path()))
+        .await
+        .unwrap();
+    SqliteSnapshots::migrate(&pool).await.unwrap();
+    SqliteSnapshots::migrate(&pool).await.unwrap();
+    conformance(Arc::new(SqliteSnapshots::new(pool))).await;
+}

@@ -229,3 +229,41 @@ pub async fn redis() -> Option<RedisPrefix> {
         }
     }
 }
+
+/// A SQLite database file of this test's own in the system's temporary directory (a file, not
+/// `:memory:`, so that locking between connections is real). Nothing is created: the store's
+/// connect options create the file. Dropping it removes the file and its `-wal`/`-shm`
+/// companions (the pool must be closed or dropped first for the removal to be complete).
+#[derive(Debug)]
+pub struct SqliteFile {
+    path: std::path::PathBuf,
+}
+
+impl SqliteFile {
+    /// A fresh, unique path (`<temp dir>/steadfast_<uuid>.db`).
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique_name("steadfast")));
+        SqliteFile { path }
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Default for SqliteFile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -9,8 +9,8 @@
 //!   (a blanket impl), so a service holds one `Arc<dyn Queue>` and hands it to its worker, its
 //!   admin API and its retention task.
 //!
-//! Both adapters of this crate, [`MemoryQueue`](crate::MemoryQueue) and `PostgresQueue`,
-//! implement both contracts, and pass the one conformance suite (`testing::conformance`, feature
+//! The adapters of this crate, [`MemoryQueue`](crate::MemoryQueue), `PostgresQueue` and
+//! `SqliteQueue`, implement both contracts, and pass the one conformance suite (`testing::conformance`, feature
 //! `testing`), organised by the same two contracts.
 
 use std::time::Duration;
@@ -23,9 +23,13 @@ use crate::{
 };
 
 mod admin;
+#[cfg(feature = "sqlite")]
+pub(crate) mod instance_lock;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 mod worker;
 
 pub use admin::QueueAdmin;

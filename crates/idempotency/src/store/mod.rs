@@ -20,6 +20,8 @@ pub mod memory;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 /// A claim request, as a store sees it.
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,8 @@ use crate::{
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 
 /// The saga log: one row per saga (state, lease, fencing token) and its entries in order.
 ///

@@ -9,6 +9,8 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +20,8 @@ use crate::error::Error;
 pub use memory::MemorySnapshots;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresSnapshots;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SQLITE_BUSY_TIMEOUT, SqliteSnapshots};
 
 /// One stored instance.
 #[derive(Clone, Debug, PartialEq)]
