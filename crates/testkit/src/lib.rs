@@ -85,7 +85,10 @@ impl PgSchema {
 
 fn schema_options(url: &str, schema: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    Ok(options.options([("search_path", schema)]))
+    // Named after the schema, so the cleanup can find this test's connections.
+    Ok(options
+        .options([("search_path", schema)])
+        .application_name(schema))
 }
 
 impl Drop for PgSchema {
@@ -103,6 +106,22 @@ impl Drop for PgSchema {
                 let pool = PgPoolOptions::new()
                     .max_connections(1)
                     .connect(&url)
+                    .await
+                    .ok()?;
+                // A connection of the test's pool may still hold locks in the schema: e.g. one
+                // left idle in a transaction by a future the test dropped mid-query, whose
+                // rollback needs the test's runtime, which this join is blocking. DROP would
+                // wait on it forever; end those connections first, and bound the wait anyway.
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&name)
+                .execute(&pool)
+                .await
+                .ok()?;
+                sqlx::query("SET lock_timeout = '10s'")
+                    .execute(&pool)
                     .await
                     .ok()?;
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
