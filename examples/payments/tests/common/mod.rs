@@ -144,7 +144,19 @@ impl Harness {
         settings: &Settings,
         options: Options,
     ) -> Self {
-        let pool = schema.as_ref().map(|s| s.pool().clone());
+        // A pool of this instance's own, as a separate process would have: a pool's
+        // connections belong to the runtime that opened them, and a "crashed" instance's
+        // runtime is dropped with its connections still in the pool it used.
+        let pool = match &schema {
+            Some(s) => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(s.connect_options())
+                    .await
+                    .expect("a pool on the test schema"),
+            ),
+            None => None,
+        };
         let app = App::build(config(&provider_url, settings), options, pool)
             .await
             .expect("app builds");
