@@ -108,6 +108,8 @@ pub struct Harness {
     pub provider_url: String,
     pub running: Option<Running>,
     pub schema: Option<Arc<PgSchema>>,
+    /// This instance's own pool on the schema (what the service uses).
+    pub pool: Option<PgPool>,
     pub app_state: steadfast_payments::app::AppState,
 }
 
@@ -157,7 +159,7 @@ impl Harness {
             ),
             None => None,
         };
-        let app = App::build(config(&provider_url, settings), options, pool)
+        let app = App::build(config(&provider_url, settings), options, pool.clone())
             .await
             .expect("app builds");
         let app_state = app.state().clone();
@@ -173,12 +175,14 @@ impl Harness {
             provider_url,
             running: Some(running),
             schema,
+            pool,
             app_state,
         }
     }
 
+    /// The pool the service uses (closing it takes the service's store down).
     pub fn pool(&self) -> Option<PgPool> {
-        self.schema.as_ref().map(|s| s.pool().clone())
+        self.pool.clone()
     }
 
     pub async fn create_account(&self, id: &str, currency: &str) {
