@@ -169,13 +169,14 @@ pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
     migrate_pool(&pool).await
 }
 
-/// Opens the SQLite file of `config`: its folder created, this process's instance lock taken
-/// (a second instance fails here, naming the file), one pool shared by every store, each
-/// store's migrations applied.
-pub async fn open_sqlite(
-    config: &Config,
+/// Opens the SQLite database file at `path` for one service instance: its folder created,
+/// this process's instance lock taken (a second instance fails here, naming the file), one
+/// pool of `pool_size` connections for every store, with the stores' connect options (WAL,
+/// `synchronous = FULL`, busy timeout). The payments service opens its file the same way.
+pub async fn sqlite_pool(
+    path: &std::path::Path,
+    pool_size: u32,
 ) -> Result<(SqlitePool, SqliteInstanceLock), StartupError> {
-    let path = &config.storage.sqlite_path;
     let sqlite = |message: String| StartupError::Store {
         what: "sqlite",
         message,
@@ -192,11 +193,18 @@ pub async fn open_sqlite(
         .await
         .map_err(|e| sqlite(e.to_string()))?;
     let pool = SqlitePoolOptions::new()
-        .max_connections(config.storage.pool_size)
+        .max_connections(pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(SqliteQueue::connect_options(path))
         .await
         .map_err(|e| sqlite(format!("cannot open {}: {e}", path.display())))?;
+    Ok((pool, instance))
+}
+
+/// Opens the SQLite file of `config` ([`sqlite_pool`]) and applies each store's migrations.
+async fn open_sqlite(config: &Config) -> Result<(SqlitePool, SqliteInstanceLock), StartupError> {
+    let (pool, instance) =
+        sqlite_pool(&config.storage.sqlite_path, config.storage.pool_size).await?;
     let failed = |what: &'static str| {
         move |e: String| StartupError::Store {
             what,

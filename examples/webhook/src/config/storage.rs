@@ -33,6 +33,42 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend of `storage.backend` (`explicit`) given whether a database URL is set:
+    /// unset picks Postgres with a URL and SQLite without; an explicit backend that
+    /// contradicts the URL is refused (the problem, for the `storage.backend` key's error)
+    /// rather than guessed: a deployment that sets `DATABASE_URL` and still runs on a local
+    /// file (or in memory) would be a silent surprise either way.
+    pub fn resolve(explicit: Option<&str>, has_database_url: bool) -> Result<Backend, String> {
+        let Some(text) = explicit.map(str::trim) else {
+            return Ok(if has_database_url {
+                Backend::Postgres
+            } else {
+                Backend::Sqlite
+            });
+        };
+        let chosen = match text {
+            "postgres" => Backend::Postgres,
+            "sqlite" => Backend::Sqlite,
+            "memory" => Backend::Memory,
+            other => {
+                return Err(format!(
+                    "{other:?} is not one of \"sqlite\", \"postgres\", \"memory\""
+                ));
+            }
+        };
+        match (chosen, has_database_url) {
+            (Backend::Postgres, false) => {
+                Err("is \"postgres\" but storage.database_url (DATABASE_URL) is not set".to_owned())
+            }
+            (Backend::Sqlite | Backend::Memory, true) => Err(format!(
+                "is {:?} (or --demo) but storage.database_url (DATABASE_URL) is also set: \
+                 unset one of them",
+                chosen.as_str()
+            )),
+            _ => Ok(chosen),
+        }
+    }
+
     /// The value of `storage.backend` naming this backend.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,7 +144,8 @@ impl TryFrom<RawStorage> for StorageConfig {
     type Error = ConfigError;
 
     fn try_from(raw: RawStorage) -> Result<Self, ConfigError> {
-        let backend = backend(raw.backend.as_deref(), raw.database_url.is_some())?;
+        let backend = Backend::resolve(raw.backend.as_deref(), raw.database_url.is_some())
+            .map_err(|problem| ConfigError::invalid("storage.backend", problem))?;
         if raw.redis_url.is_some() && backend != Backend::Postgres {
             return Err(ConfigError::invalid(
                 "storage.redis_url",
@@ -179,45 +216,5 @@ impl TryFrom<RawStorage> for StorageConfig {
                 DEFAULT_STORE_TIMEOUT.as_millis() as u64,
             )?,
         })
-    }
-}
-
-/// Resolves `storage.backend` against whether a database URL is set. An explicit backend that
-/// contradicts the URL is refused rather than guessed: a deployment that sets `DATABASE_URL`
-/// and still runs on a local file (or in memory) would be a silent surprise either way.
-fn backend(explicit: Option<&str>, has_database_url: bool) -> Result<Backend, ConfigError> {
-    const KEY: &str = "storage.backend";
-    let Some(text) = explicit.map(str::trim) else {
-        return Ok(if has_database_url {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        });
-    };
-    let chosen = match text {
-        "postgres" => Backend::Postgres,
-        "sqlite" => Backend::Sqlite,
-        "memory" => Backend::Memory,
-        other => {
-            return Err(ConfigError::invalid(
-                KEY,
-                format!("{other:?} is not one of \"sqlite\", \"postgres\", \"memory\""),
-            ));
-        }
-    };
-    match (chosen, has_database_url) {
-        (Backend::Postgres, false) => Err(ConfigError::invalid(
-            KEY,
-            "is \"postgres\" but storage.database_url (DATABASE_URL) is not set",
-        )),
-        (Backend::Sqlite | Backend::Memory, true) => Err(ConfigError::invalid(
-            KEY,
-            format!(
-                "is {:?} (or --demo) but storage.database_url (DATABASE_URL) is also set: \
-                 unset one of them",
-                chosen.as_str()
-            ),
-        )),
-        _ => Ok(chosen),
     }
 }
