@@ -220,7 +220,12 @@ pub async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores
                 config.storage.pool_size,
             )
             .await
-            .map_err(|e| store("sqlite")(e.to_string()))?;
+            .map_err(|e| match e {
+                steadfast_webhook::assemble::StartupError::Store { message, .. } => {
+                    store("sqlite")(message)
+                }
+                other => store("sqlite")(other.to_string()),
+            })?;
             migrate_sqlite(&pool).await?;
             return Ok(Stores {
                 ledger: Arc::new(SqliteLedger::new(pool.clone())),
