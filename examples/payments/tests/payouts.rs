@@ -194,9 +194,9 @@ fn a_payout_survives_its_process_and_settles_after_restart() {
         .build()
         .unwrap();
     let id = doomed.block_on(async {
-        let h = Harness::on(
+        let h = Harness::on_own_pool(
             Backend::Postgres,
-            Some(schema.clone()),
+            schema.clone(),
             fake.clone(),
             url.clone(),
             &Settings::default(),

@@ -147,7 +147,20 @@ impl Harness {
         };
         let sqlite = (backend == Backend::Sqlite).then(|| Arc::new(SqliteFile::new()));
         let (fake, url) = fake_provider().await;
-        Some(Self::build(backend, schema, sqlite, fake, url, &settings, options()).await)
+        let pool = schema.as_ref().map(|s| s.pool().clone());
+        Some(
+            Self::build(
+                backend,
+                schema,
+                pool,
+                sqlite,
+                fake,
+                url,
+                &settings,
+                options(),
+            )
+            .await,
+        )
     }
 
     /// A service sharing `schema`, `fake` (a second instance, or a restarted one).
@@ -159,19 +172,62 @@ impl Harness {
         settings: &Settings,
         options: Options,
     ) -> Self {
-        Self::build(backend, schema, None, fake, provider_url, settings, options).await
+        let pool = schema.as_ref().map(|s| s.pool().clone());
+        Self::build(
+            backend,
+            schema,
+            pool,
+            None,
+            fake,
+            provider_url,
+            settings,
+            options,
+        )
+        .await
     }
 
+    /// As [`Harness::on`], on a pool of its own opened on the current runtime: a "process"
+    /// whose runtime is later dropped (a crash) must not leave its connections in the pool
+    /// the next process uses (they would fail: "a Tokio 1.x context was found, but it is
+    /// being shutdown").
+    pub async fn on_own_pool(
+        backend: Backend,
+        schema: Arc<PgSchema>,
+        fake: FakeProvider,
+        provider_url: String,
+        settings: &Settings,
+        options: Options,
+    ) -> Self {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(schema.connect_options())
+            .await
+            .expect("a pool on the schema");
+        let schema = Some(schema);
+        Self::build(
+            backend,
+            schema,
+            Some(pool),
+            None,
+            fake,
+            provider_url,
+            settings,
+            options,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn build(
         backend: Backend,
         schema: Option<Arc<PgSchema>>,
+        pool: Option<PgPool>,
         sqlite: Option<Arc<SqliteFile>>,
         fake: FakeProvider,
         provider_url: String,
         settings: &Settings,
         options: Options,
     ) -> Self {
-        let pool = schema.as_ref().map(|s| s.pool().clone());
         let config = config(
             &provider_url,
             settings,
