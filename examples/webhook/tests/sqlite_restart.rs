@@ -20,6 +20,17 @@ fn free_port() -> u16 {
 /// A config file next to the database: the SQLite backend is the default (nothing names it),
 /// only the path is set so that the test owns the file.
 fn write_config(dir: &Path, db: &Path, port: u16, downstream: &str) -> std::path::PathBuf {
+    write_config_with(dir, db, port, downstream, "")
+}
+
+/// As [`write_config`], with `worker` lines added to `[worker]`.
+fn write_config_with(
+    dir: &Path,
+    db: &Path,
+    port: u16,
+    downstream: &str,
+    worker: &str,
+) -> std::path::PathBuf {
     let path = dir.join(format!("webhook-{port}.toml"));
     let text = format!(
         r#"listen = "127.0.0.1:{port}"
@@ -32,6 +43,7 @@ token = "{ADMIN_TOKEN}"
 sqlite_path = "{db}"
 [worker]
 poll_interval_ms = 20
+{worker}
 [[services]]
 name = "jobs"
 endpoints = ["{downstream}/jobs"]
@@ -172,4 +184,69 @@ fn tempdir_for(file: &SqliteFile) -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Killed while its worker is in the middle of delivering (the downstream holds every call):
+/// after the restart the messages whose calls died with the process are delivered once, when
+/// their leases (1 s here) run out.
+#[tokio::test]
+async fn messages_in_flight_at_kill_9_are_delivered_once_after_restart() {
+    use std::sync::atomic::Ordering;
+    let file = SqliteFile::new();
+    let dir = tempdir_for(&file);
+    let (down_url, downstream) = start_downstream().await;
+    downstream.delay_ms.store(60_000, Ordering::SeqCst);
+    let port = free_port();
+    let config = write_config_with(&dir, file.path(), port, &down_url, "lease_seconds = 1");
+    let mut first = Running(
+        webhook(&config, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    healthy(port).await;
+    let body = text_batch("INFLIGHT", 20, "jobs please");
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhook"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    eventually("the worker is calling the downstream", async || {
+        !downstream.requests.lock().is_empty()
+    })
+    .await;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    drop(first);
+    // The calls in flight died with the process (their connections closed): none completed.
+    assert_eq!(downstream.total_delivered(), 0);
+    downstream.delay_ms.store(0, Ordering::SeqCst);
+
+    let port = free_port();
+    let config = write_config_with(&dir, file.path(), port, &down_url, "lease_seconds = 1");
+    let _second = Running(
+        webhook(&config, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    healthy(port).await;
+    eventually("all 20 messages delivered after the restart", async || {
+        downstream.total_delivered() >= 20
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(
+            downstream.delivered(&format!("wamid.INFLIGHT.{i}")),
+            1,
+            "message {i}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
