@@ -12,7 +12,15 @@ PROFILE=${DRILL_PROFILE:-release}
 # Where cargo puts the build: CARGO_TARGET_DIR when set (a worktree's own target dir).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$([ "$PROFILE" = release ] && echo release || echo debug)"
 SHORT=${DRILL_SHORT:-0}
-if [ "${1:-}" = "--short" ]; then SHORT=1; fi
+# --sqlite: the webhook on its SQLite default (a file in the drill's folder) instead of the
+# drill's Postgres + Redis; only the drills that read no Postgres table support it (crash).
+SQLITE=${DRILL_SQLITE:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --short) SHORT=1 ;;
+    --sqlite) SQLITE=1 ;;
+  esac
+done
 
 WORK=$(mktemp -d "/tmp/steadfast-drill-$DRILL.XXXX")
 chmod 755 "$WORK"
@@ -21,8 +29,14 @@ chmod 755 "$WORK"
 DRILL_PG_PORT=${DRILL_PG_PORT:-15432}
 DRILL_REDIS_PORT=${DRILL_REDIS_PORT:-16379}
 PGDATA_DIR="$WORK/pgdata"
-export DATABASE_URL="postgres://postgres@127.0.0.1:$DRILL_PG_PORT/postgres"
-export REDIS_URL="redis://127.0.0.1:$DRILL_REDIS_PORT"
+if [ "$SQLITE" = 1 ]; then
+  # Unset, not empty: an inherited DATABASE_URL would select Postgres.
+  unset DATABASE_URL REDIS_URL
+  SQLITE_DB="$WORK/webhook.db"
+else
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$DRILL_PG_PORT/postgres"
+  export REDIS_URL="redis://127.0.0.1:$DRILL_REDIS_PORT"
+fi
 WHATSAPP_APP_SECRET="drill-app-secret-$(date +%s)"
 export WHATSAPP_APP_SECRET
 export WHATSAPP_VERIFY_TOKEN="drill-verify-token"
@@ -41,8 +55,10 @@ cleanup() {
   local code=$?
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  stop_postgres >/dev/null 2>&1 || true
-  stop_redis >/dev/null 2>&1 || true
+  if [ "$SQLITE" != 1 ]; then
+    stop_postgres >/dev/null 2>&1 || true
+    stop_redis >/dev/null 2>&1 || true
+  fi
   if [ "$code" -ne 0 ]; then log "logs kept in $WORK"; else rm -rf "$WORK"; fi
   exit "$code"
 }
@@ -83,8 +99,13 @@ start_redis() {
 }
 stop_redis() { redis-cli -p "$DRILL_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 
-# A fresh Postgres cluster (trust auth, loopback only) and Redis for this drill.
+# A fresh Postgres cluster (trust auth, loopback only) and Redis for this drill; with
+# --sqlite, nothing to start (the webhook creates its file).
 fresh_stores() {
+  if [ "$SQLITE" = 1 ]; then
+    log "SQLite at $SQLITE_DB (no Postgres, no Redis)"
+    return 0
+  fi
   "$ROOT/scripts/start-services" >/dev/null  # installs the server packages when missing
   if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
   as_postgres "$(pg_bin)/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
@@ -115,6 +136,7 @@ start_webhook() {
   {
     echo "listen = \"127.0.0.1:$port\""
     cat "$WORK/fakes.toml"
+    if [ "$SQLITE" = 1 ]; then printf '\n[storage]\nbackend = "sqlite"\nsqlite_path = "%s"\n' "$SQLITE_DB"; fi
     [ -z "${WEBHOOK_TOML:-}" ] || printf '\n%s\n' "$WEBHOOK_TOML"
   } >"$WORK/webhook-$name.toml"
   "$BIN/steadfast-webhook" --config "$WORK/webhook-$name.toml" check-config >/dev/null \
@@ -169,7 +191,13 @@ psql_value() {
 
 # queue_rows CONDITION: rows of the queue table matching CONDITION (exact, unlike the
 # /metrics gauges, which refresh every 10 s).
-queue_rows() { psql_value "SELECT count(*) FROM dlq_messages WHERE $1"; }
+queue_rows() {
+  if [ "$SQLITE" = 1 ]; then
+    sqlite3 -cmd '.timeout 5000' "$SQLITE_DB" "SELECT count(*) FROM dlq_messages WHERE $1"
+  else
+    psql_value "SELECT count(*) FROM dlq_messages WHERE $1"
+  fi
+}
 
 # wait_queue_settled SECONDS: until no message is waiting or running (every one done or dead).
 wait_queue_settled() {

@@ -251,8 +251,9 @@ pub async fn redis() -> Option<RedisPrefix> {
 
 /// A SQLite database file of this test's own in the system's temporary directory (a file, not
 /// `:memory:`, so that locking between connections is real). Nothing is created: the store's
-/// connect options create the file. Dropping it removes the file and its `-wal`/`-shm`
-/// companions (the pool must be closed or dropped first for the removal to be complete).
+/// connect options create the file. Dropping it removes the file, its `-wal`/`-shm`
+/// companions and an instance lock's `.lock` file (the pool must be closed or dropped first
+/// for the removal to be complete).
 #[derive(Debug)]
 pub struct SqliteFile {
     path: std::path::PathBuf,
@@ -279,7 +280,7 @@ impl Default for SqliteFile {
 
 impl Drop for SqliteFile {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock", ".lock-journal"] {
             let mut p = self.path.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);

@@ -9,15 +9,19 @@ use std::time::Duration;
 use axum::Router;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::SqlitePool;
 use steadfast_circuit_breaker::CircuitBreaker;
-use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, QueueConfig, Worker};
+use steadfast_dlq::{
+    MemoryQueue, PostgresQueue, Queue, QueueConfig, SqliteInstanceLock, SqliteQueue, Worker,
+};
 use steadfast_idempotency::{
     Config as IdempotencyConfig, Idempotency, IdempotencyStore, MemoryStore, PostgresStore,
-    RedisStore,
+    RedisStore, SqliteStore,
 };
 use steadfast_retry::{Jitter, RetryPolicy};
 use steadfast_saga::{
     MemorySagaStore, Operator, PostgresSagaStore, RunnerConfig, SagaRunner, SagaStore,
+    SqliteSagaStore,
 };
 use steadfast_webhook::http::server::{Limits, serve};
 use steadfast_webhook::ratelimit::IpRateLimiter;
@@ -28,10 +32,11 @@ use tokio::task::JoinHandle;
 use crate::app::AppState;
 use crate::callback::{CALLBACK_QUEUE, apply};
 use crate::checks::Checks;
+use crate::config::Backend;
 use crate::config::Config;
 use crate::fake_provider::FakeProvider;
 use crate::http::Extras;
-use crate::ledger::{Ledger, MemoryLedger, PostgresLedger};
+use crate::ledger::{Ledger, MemoryLedger, PostgresLedger, SqliteLedger};
 use crate::payout::{PayoutInput, PayoutService, PayoutTuning, ProviderClient, definition};
 use crate::signature::Signer;
 
@@ -117,8 +122,11 @@ pub struct Stores {
     pub sagas: Arc<dyn SagaStore>,
     /// Idempotency records.
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// `memory` or `postgres`, for `/health`.
+    /// `memory`, `sqlite` or `postgres`, for `/health`.
     pub kind: &'static str,
+    /// SQLite only: this process's exclusive hold on the database file; keep a clone for as
+    /// long as the stores are used.
+    pub instance: Option<Arc<SqliteInstanceLock>>,
 }
 
 /// The callback queue's retry policy: a ledger that is down is retried for about an hour
@@ -170,24 +178,75 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// THE store choice: memory with nothing configured (demo), Postgres for everything durable
-/// when `DATABASE_URL` is set (or `pool` is given, as tests do), Redis for idempotency
-/// records when `REDIS_URL` is set too. Adding SQLite as the default changes this function.
+/// Applies the SQLite migrations of every store the service uses; idempotent.
+pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), StartupError> {
+    SqliteLedger::migrate(pool)
+        .await
+        .map_err(|e| store("ledger")(e.to_string()))?;
+    SqliteQueue::migrate(pool)
+        .await
+        .map_err(|e| store("callback queue")(e.to_string()))?;
+    SqliteSagaStore::migrate(pool)
+        .await
+        .map_err(|e| store("sagas")(e.to_string()))?;
+    SqliteStore::new(pool.clone())
+        .migrate()
+        .await
+        .map_err(|e| store("idempotency")(e.to_string()))?;
+    Ok(())
+}
+
+/// THE store choice, by `storage.backend`: the SQLite file `storage.sqlite_path` with nothing
+/// configured (durable, single instance: a second process on the file is refused), Postgres
+/// for everything durable when `DATABASE_URL` is set (or `pool` is given, as tests do), Redis
+/// for idempotency records when `REDIS_URL` is set too; memory only with `--demo`.
 pub async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, StartupError> {
-    let pool = match (pool, &config.storage.database_url) {
-        (Some(pool), _) => Some(pool),
-        (None, Some(url)) => Some(connect(url.expose(), config.storage.pool_size).await?),
-        (None, None) => None,
-    };
     let qc = queue_config()?;
-    let Some(pool) = pool else {
-        return Ok(Stores {
-            ledger: Arc::new(MemoryLedger::new()),
-            queue: Arc::new(MemoryQueue::with_config(qc)),
-            sagas: Arc::new(MemorySagaStore::new()),
-            idempotency: Arc::new(MemoryStore::new()),
-            kind: "memory",
-        });
+    match config.storage.backend {
+        _ if pool.is_some() => {}
+        Backend::Memory => {
+            return Ok(Stores {
+                ledger: Arc::new(MemoryLedger::new()),
+                queue: Arc::new(MemoryQueue::with_config(qc)),
+                sagas: Arc::new(MemorySagaStore::new()),
+                idempotency: Arc::new(MemoryStore::new()),
+                kind: "memory",
+                instance: None,
+            });
+        }
+        Backend::Sqlite => {
+            let (pool, instance) = steadfast_webhook::assemble::sqlite_pool(
+                &config.storage.sqlite_path,
+                config.storage.pool_size,
+            )
+            .await
+            .map_err(|e| match e {
+                steadfast_webhook::assemble::StartupError::Store { message, .. } => {
+                    store("sqlite")(message)
+                }
+                other => store("sqlite")(other.to_string()),
+            })?;
+            migrate_sqlite(&pool).await?;
+            return Ok(Stores {
+                ledger: Arc::new(SqliteLedger::new(pool.clone())),
+                queue: Arc::new(SqliteQueue::with_config(pool.clone(), qc)),
+                sagas: Arc::new(SqliteSagaStore::new(pool.clone())),
+                // Durable records: a replayed Idempotency-Key must survive a restart.
+                idempotency: Arc::new(SqliteStore::new(pool)),
+                kind: "sqlite",
+                instance: Some(Arc::new(instance)),
+            });
+        }
+        Backend::Postgres => {}
+    }
+    let pool = match (pool, &config.storage.database_url) {
+        (Some(pool), _) => pool,
+        (None, Some(url)) => connect(url.expose(), config.storage.pool_size).await?,
+        (None, None) => {
+            return Err(store("postgres")(
+                "storage.backend is postgres but DATABASE_URL is not set".into(),
+            ));
+        }
     };
     migrate(&pool).await?;
     let idempotency: Arc<dyn IdempotencyStore> = match &config.storage.redis_url {
@@ -203,6 +262,7 @@ pub async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores
         sagas: Arc::new(PostgresSagaStore::new(pool)),
         idempotency,
         kind: "postgres",
+        instance: None,
     })
 }
 
@@ -213,6 +273,8 @@ pub struct App {
     runner: SagaRunner<PayoutInput>,
     options: Options,
     fake: Option<(FakeProvider, TcpListener)>,
+    /// SQLite: held for the App's lifetime, so no second instance shares the file.
+    _instance: Option<Arc<SqliteInstanceLock>>,
 }
 
 impl std::fmt::Debug for App {
@@ -311,6 +373,7 @@ impl App {
             runner,
             options,
             fake,
+            _instance: stores.instance.clone(),
         })
     }
 
@@ -345,6 +408,7 @@ impl App {
             runner,
             options,
             fake,
+            _instance,
         } = self;
         if let (Some((fake, fake_listener)), Some(addr)) = (fake, addr) {
             fake.set_callback_url(format!("http://{addr}/momo/callback"));

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use steadfast_payments::assemble::{App, Options, bind, connect, migrate};
-use steadfast_payments::config::{Config, Overrides};
+use steadfast_payments::config::{Backend, Config, Overrides};
 use steadfast_payments::http::Extras;
 
 #[global_allocator]
@@ -15,8 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The reference wallet and mobile-money service.
 ///
-/// With no DATABASE_URL it runs the demo: in-memory stores (NOT durable), generated tokens
-/// printed once, and a built-in fake mobile-money provider on a loopback port.
+/// With no DATABASE_URL it runs on a SQLite file (storage.sqlite_path, default
+/// ./steadfast-data/payments.db): durable, single instance; tokens not configured are generated
+/// and printed once, and a built-in fake mobile-money provider runs on a loopback port.
+/// `--demo` runs on in-memory stores instead (NOT durable).
 #[derive(Debug, Parser)]
 #[command(name = "steadfast-payments", version)]
 struct Cli {
@@ -26,7 +28,11 @@ struct Cli {
     /// Address to listen on (overrides `listen` and LISTEN_ADDR).
     #[arg(long, global = true)]
     listen: Option<String>,
-    /// Where demo mode's fake provider listens (default: a free loopback port).
+    /// In-memory stores: nothing is durable (storage.backend = "memory").
+    #[arg(long, global = true)]
+    demo: bool,
+    /// Where the fake provider listens when no provider is configured (default: a free
+    /// loopback port).
     #[arg(long, global = true)]
     fake_provider_listen: Option<SocketAddr>,
     /// Mount `POST /bench/transfers`, a transfer without the idempotency layer, for
@@ -57,14 +63,37 @@ enum Command {
     },
 }
 
+/// What the service runs on, said at start-up: loud for memory, and whenever something was
+/// generated or faked (shown once, never logged).
 fn banner(config: &Config, fake: Option<SocketAddr>) {
     let line = "=".repeat(78);
-    eprintln!("{line}");
-    eprintln!(" DEMO MODE: ledger, idempotency records, sagas and callbacks IN MEMORY.");
-    eprintln!(" NOTHING IS DURABLE: a restart loses every balance. Set DATABASE_URL for Postgres.");
+    match config.storage.backend {
+        Backend::Memory => {
+            eprintln!("{line}");
+            eprintln!(" DEMO MODE: ledger, idempotency records, sagas and callbacks IN MEMORY.");
+            eprintln!(" NOTHING IS DURABLE: a restart loses every balance. Drop --demo for the");
+            eprintln!(" durable SQLite default; set DATABASE_URL for Postgres.");
+        }
+        Backend::Sqlite => {
+            if config.generated.is_empty() && fake.is_none() {
+                eprintln!(
+                    "storage: SQLite at {} (durable, single instance)",
+                    config.storage.sqlite_path.display()
+                );
+                return;
+            }
+            eprintln!("{line}");
+            eprintln!(
+                " storage: SQLite at {} (durable, single instance)",
+                config.storage.sqlite_path.display()
+            );
+            eprintln!(" Set DATABASE_URL for Postgres (several instances, HA).");
+        }
+        Backend::Postgres => return,
+    }
     if !config.generated.is_empty() {
         eprintln!();
-        eprintln!(" Generated for this run (shown once, not logged):");
+        eprintln!(" Generated for this run (shown once, not logged; set them to keep them):");
         for (key, value) in &config.generated {
             eprintln!("   {key:<22} = {value}");
         }
@@ -154,6 +183,7 @@ async fn main() -> ExitCode {
     }
     let overrides = Overrides {
         listen: cli.listen.clone(),
+        demo: cli.demo,
     };
     let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
         Ok(c) => c,
@@ -199,7 +229,6 @@ async fn main() -> ExitCode {
         options.fake_provider_listen = addr;
     }
     let listen = config.listen;
-    let demo = config.is_demo();
     let listener = match bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -214,9 +243,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if demo {
-        banner(&config, app.fake_address());
-        tracing::warn!("demo mode: in-memory stores, nothing is durable");
+    banner(&config, app.fake_address());
+    match config.storage.backend {
+        Backend::Memory => tracing::warn!("demo mode: in-memory stores, nothing is durable"),
+        Backend::Sqlite => tracing::info!(
+            path = %config.storage.sqlite_path.display(),
+            "storage: SQLite, durable, single instance"
+        ),
+        Backend::Postgres => tracing::info!("storage: Postgres"),
     }
     tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "listening");
     app.serve(listener, shutdown_signal()).await;

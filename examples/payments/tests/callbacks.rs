@@ -117,6 +117,11 @@ async fn callback_checks_and_effects_postgres() {
     checks_and_effects(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callback_checks_and_effects_sqlite() {
+    checks_and_effects(Backend::Sqlite).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_outside_the_allow_list_is_403_before_the_signature() {
     let settings = Settings {

@@ -86,6 +86,11 @@ async fn a_payout_retried_through_503s_succeeds_with_one_reference_postgres() {
     succeeds_after_two_503s(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payout_retried_through_503s_succeeds_with_one_reference_sqlite() {
+    succeeds_after_two_503s(Backend::Sqlite).await;
+}
+
 async fn refused_and_failed_release(backend: Backend) {
     let Some(h) = funded(backend).await else {
         return;
@@ -119,6 +124,11 @@ async fn refused_or_failed_payouts_release_their_reservation_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_or_failed_payouts_release_their_reservation_postgres() {
     refused_and_failed_release(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_or_failed_payouts_release_their_reservation_sqlite() {
+    refused_and_failed_release(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -184,9 +194,9 @@ fn a_payout_survives_its_process_and_settles_after_restart() {
         .build()
         .unwrap();
     let id = doomed.block_on(async {
-        let h = Harness::on(
+        let h = Harness::on_own_pool(
             Backend::Postgres,
-            Some(schema.clone()),
+            schema.clone(),
             fake.clone(),
             url.clone(),
             &Settings::default(),

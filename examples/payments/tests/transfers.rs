@@ -1,4 +1,4 @@
-//! The transfer contract on memory and on Postgres: auth, validation, 402, the required
+//! The transfer contract on memory, SQLite and Postgres: auth, validation, 402, the required
 //! Idempotency-Key, and races.
 
 mod common;
@@ -151,6 +151,11 @@ async fn transfer_contract_postgres() {
     contract(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_contract_sqlite() {
+    contract(Backend::Sqlite).await;
+}
+
 /// 20 transfers of 100 race for a balance of 1 000 (and some in the other direction): exactly
 /// 10 succeed, the rest are 402, and no balance goes below zero.
 async fn no_overdraw(backend: Backend) {
@@ -191,6 +196,11 @@ async fn concurrent_transfers_never_overdraw_postgres() {
     no_overdraw(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transfers_never_overdraw_sqlite() {
+    no_overdraw(Backend::Sqlite).await;
+}
+
 /// 10 concurrent requests with one key make one transfer: the others are the replay of its
 /// answer or 409 with Retry-After while it runs.
 async fn one_key_one_transfer(backend: Backend) {
@@ -227,6 +237,11 @@ async fn same_key_concurrently_makes_one_transfer_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_key_concurrently_makes_one_transfer_postgres() {
     one_key_one_transfer(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn same_key_concurrently_makes_one_transfer_sqlite() {
+    one_key_one_transfer(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ pub struct AppState {
     pub limiter: IpRateLimiter,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// `"memory"` or `"postgres"`, shown by `/health`.
+    /// `"memory"`, `"sqlite"` or `"postgres"`, shown by `/health`.
     pub store_kind: &'static str,
     /// The worker side (conversations, registry, breakers).
     pub services: Option<Arc<crate::worker::Services>>,

@@ -1,13 +1,24 @@
 //! Start-up: turns a [`Config`] into running parts (stores, router, worker, sweeper) and shuts
 //! them down in order.
 //!
-//! Demo mode (no `DATABASE_URL`): in-memory queue and conversations, and a built-in echo
-//! downstream for every service without endpoints. Production: the Postgres queue, dead
-//! letters and conversations (migrated at start-up), and the Redis de-duplication fast path
-//! when `REDIS_URL` is set. The queue remembers done messages' keys for the dedup window, so
-//! it is also the record of what was processed. Reply-action sagas live in the same store
-//! family ([`open_stores`] is the one place that picks them): `MemorySagaStore` in demo mode,
-//! `PostgresSagaStore` with a database; their recovery loop runs with the worker.
+//! [`open_stores`] is the one place that picks the stores, from `storage.backend`
+//! ([`crate::config::Backend`]):
+//!
+//! - SQLite (nothing configured): queue, dead letters, conversations and sagas in one file,
+//!   `storage.sqlite_path`, its folder created, migrated at start-up; durable, single
+//!   instance. A second process on the same file is refused at start-up
+//!   ([`SqliteInstanceLock`], held for the [`App`]'s lifetime). The de-duplication fast path is
+//!   the in-process `MemoryStore`, as in memory mode: with one instance it sees every
+//!   delivery, costs no write on the file's single write lock, and after a restart the queue's
+//!   own durable message key still refuses the duplicate.
+//! - Postgres (`DATABASE_URL`): the Postgres queue, dead letters, conversations and sagas
+//!   (migrated at start-up), and the Redis de-duplication fast path when `REDIS_URL` is set;
+//!   several instances side by side.
+//! - Memory (`--demo`): in-memory everything; nothing survives a restart.
+//!
+//! Without Postgres, every service without endpoints gets a built-in echo downstream. The
+//! queue remembers done messages' keys for the dedup window, so it is also the record of what
+//! was processed. Reply-action sagas' recovery loop runs with the worker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,18 +26,19 @@ use std::time::Duration;
 
 use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use steadfast_circuit_breaker::Preset;
-use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, Worker};
+use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, SqliteInstanceLock, SqliteQueue, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
-use steadfast_saga::{MemorySagaStore, PostgresSagaStore, SagaStore};
+use steadfast_saga::{MemorySagaStore, PostgresSagaStore, SagaStore, SqliteSagaStore};
 use steadfast_service_registry::Registry;
-use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore};
+use steadfast_state_machine::{MemorySnapshots, PostgresSnapshots, SnapshotStore, SqliteSnapshots};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::AppState;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::http::server::{self, Limits};
 use crate::ingest::Ingestor;
 use crate::ratelimit::IpRateLimiter;
@@ -77,6 +89,8 @@ struct Stores {
     sagas: Arc<dyn SagaStore>,
     fast_path: Option<Arc<dyn DedupStore>>,
     kind: &'static str,
+    /// SQLite only: this process's exclusive hold on the database file.
+    instance: Option<SqliteInstanceLock>,
 }
 
 /// How long taking a pooled connection may wait (opening one included). Short, so that a
@@ -155,18 +169,93 @@ pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
     migrate_pool(&pool).await
 }
 
+/// Opens the SQLite database file at `path` for one service instance: its folder created,
+/// this process's instance lock taken (a second instance fails here, naming the file), one
+/// pool of `pool_size` connections for every store, with the stores' connect options (WAL,
+/// `synchronous = FULL`, busy timeout). The payments service opens its file the same way.
+pub async fn sqlite_pool(
+    path: &std::path::Path,
+    pool_size: u32,
+) -> Result<(SqlitePool, SqliteInstanceLock), StartupError> {
+    let sqlite = |message: String| StartupError::Store {
+        what: "sqlite",
+        message,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            sqlite(format!(
+                "cannot create the folder {} (storage.sqlite_path): {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let instance = SqliteInstanceLock::acquire(path)
+        .await
+        .map_err(|e| sqlite(e.to_string()))?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(SqliteQueue::connect_options(path))
+        .await
+        .map_err(|e| sqlite(format!("cannot open {}: {e}", path.display())))?;
+    Ok((pool, instance))
+}
+
+/// Opens the SQLite file of `config` ([`sqlite_pool`]) and applies each store's migrations.
+async fn open_sqlite(config: &Config) -> Result<(SqlitePool, SqliteInstanceLock), StartupError> {
+    let (pool, instance) =
+        sqlite_pool(&config.storage.sqlite_path, config.storage.pool_size).await?;
+    let failed = |what: &'static str| {
+        move |e: String| StartupError::Store {
+            what,
+            message: format!("migration failed: {e}"),
+        }
+    };
+    SqliteQueue::migrate(&pool)
+        .await
+        .map_err(|e| failed("dlq")(e.to_string()))?;
+    SqliteSnapshots::migrate(&pool)
+        .await
+        .map_err(|e| failed("conversations")(e.to_string()))?;
+    SqliteSagaStore::migrate(&pool)
+        .await
+        .map_err(|e| failed("sagas")(e.to_string()))?;
+    Ok((pool, instance))
+}
+
 async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, StartupError> {
     let qc = config
         .worker
         .queue_config(&config.storage.queue_name)
         .map_err(setup("queue config"))?;
+    match config.storage.backend {
+        Backend::Memory => {
+            return Ok(Stores {
+                queue: Arc::new(MemoryQueue::with_config(qc)),
+                snapshots: Arc::new(MemorySnapshots::new()),
+                sagas: Arc::new(MemorySagaStore::new()),
+                fast_path: Some(Arc::new(MemoryStore::new())),
+                kind: "memory",
+                instance: None,
+            });
+        }
+        Backend::Sqlite => {
+            let (pool, instance) = open_sqlite(config).await?;
+            return Ok(Stores {
+                queue: Arc::new(SqliteQueue::with_config(pool.clone(), qc)),
+                snapshots: Arc::new(SqliteSnapshots::new(pool.clone())),
+                sagas: Arc::new(SqliteSagaStore::new(pool)),
+                fast_path: Some(Arc::new(MemoryStore::new())),
+                kind: "sqlite",
+                instance: Some(instance),
+            });
+        }
+        Backend::Postgres => {}
+    }
     let Some(pool) = pool else {
-        return Ok(Stores {
-            queue: Arc::new(MemoryQueue::with_config(qc)),
-            snapshots: Arc::new(MemorySnapshots::new()),
-            sagas: Arc::new(MemorySagaStore::new()),
-            fast_path: Some(Arc::new(MemoryStore::new())),
-            kind: "memory",
+        return Err(StartupError::Store {
+            what: "postgres",
+            message: "storage.backend is postgres but no pool was given".into(),
         });
     };
     migrate_pool(&pool).await?;
@@ -188,6 +277,7 @@ async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores, St
         sagas: Arc::new(PostgresSagaStore::new(pool.clone())),
         fast_path,
         kind: "postgres",
+        instance: None,
     })
 }
 
@@ -255,6 +345,9 @@ pub struct App {
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// SQLite: held until the App is shut down or dropped, so no second instance shares the
+    /// file meanwhile.
+    instance: Option<SqliteInstanceLock>,
 }
 
 impl std::fmt::Debug for App {
@@ -267,7 +360,7 @@ impl App {
     /// Builds every part from `config`: stores (connecting and migrating), router state, the
     /// worker and the sweeper (when `worker.enabled`), housekeeping.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let pool = if config.storage.database_url.is_some() {
+        let pool = if config.storage.backend == Backend::Postgres {
             Some(connect_postgres(&config).await?)
         } else {
             None
@@ -276,15 +369,16 @@ impl App {
     }
 
     /// As [`App::build`], on an existing pool (tests give a pool bound to their own schema).
-    /// `pool` must be `Some` exactly when `config` names a database.
+    /// `pool` must be `Some` exactly when `config` runs on Postgres.
     pub async fn build_with_pool(
         config: Config,
         pool: Option<PgPool>,
     ) -> Result<Self, StartupError> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install();
-        let stores = open_stores(&config, pool).await?;
-        if stores.kind == "postgres" && config.whatsapp.access_token.is_none() {
+        let mut stores = open_stores(&config, pool).await?;
+        let instance = stores.instance.take();
+        if stores.kind != "memory" && config.whatsapp.access_token.is_none() {
             tracing::warn!("WHATSAPP_ACCESS_TOKEN is not set: replies are logged, not sent");
         }
         let fast_path = stores
@@ -410,6 +504,7 @@ impl App {
             state,
             shutdown_tx,
             tasks,
+            instance,
         })
     }
 
@@ -512,6 +607,8 @@ impl App {
         if let Some(s) = &self.state.services {
             s.registry.shutdown();
         }
+        // Only now that nothing writes any more may another instance take the file.
+        drop(self.instance);
         tracing::info!("shutdown complete");
     }
 }

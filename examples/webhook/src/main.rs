@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use steadfast_webhook::assemble::{App, bind};
-use steadfast_webhook::config::{Config, Overrides};
+use steadfast_webhook::config::{Backend, Config, Overrides};
 
 // mimalloc instead of glibc malloc, for this binary only (the library stays allocator-agnostic):
 // `perf record` on the in-memory demo under `steadfast-loadgen` load put glibc malloc/free at
@@ -17,8 +17,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The reference WhatsApp Cloud API webhook service.
 ///
-/// With no DATABASE_URL it runs the demo: in-memory stores (NOT durable), generated secrets
-/// printed once, a built-in echo downstream, replies logged instead of sent.
+/// With no DATABASE_URL it runs on a SQLite file (storage.sqlite_path, default
+/// ./steadfast-data/webhook.db): durable, single instance; secrets not configured are generated
+/// and printed once, services without endpoints get a built-in echo downstream, replies are
+/// logged instead of sent. `--demo` runs on in-memory stores instead (NOT durable).
 #[derive(Debug, Parser)]
 #[command(name = "steadfast-webhook", version)]
 struct Cli {
@@ -37,6 +39,9 @@ struct Cli {
     /// Requests per minute per client IP on /webhook (0 disables).
     #[arg(long, global = true)]
     rate_limit_per_minute: Option<u32>,
+    /// In-memory stores: nothing is durable (storage.backend = "memory").
+    #[arg(long, global = true)]
+    demo: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,19 +65,49 @@ fn load(cli: &Cli) -> Result<Config, String> {
         no_worker: cli.no_worker,
         worker_concurrency: cli.worker_concurrency,
         rate_limit_per_minute: cli.rate_limit_per_minute,
+        demo: cli.demo,
     };
     Config::load(cli.config.as_deref(), &env, &overrides).map_err(|e| e.to_string())
 }
 
-fn print_demo_banner(config: &Config) {
+/// What the service runs on, said at start-up; loud for memory, and whenever something was
+/// generated (shown once, never logged).
+fn print_banner(config: &Config) {
     let line = "=".repeat(78);
-    eprintln!("{line}");
-    eprintln!(" DEMO MODE: in-memory queue, dead letters and conversations.");
-    eprintln!(" NOTHING IS DURABLE: a restart loses every queued message.");
-    eprintln!(" Set DATABASE_URL (and REDIS_URL) for the Postgres + Redis production setup.");
+    match config.storage.backend {
+        Backend::Memory => {
+            eprintln!("{line}");
+            eprintln!(" DEMO MODE: in-memory queue, dead letters and conversations.");
+            eprintln!(" NOTHING IS DURABLE: a restart loses every queued message.");
+            eprintln!(" Drop --demo for the durable SQLite default; set DATABASE_URL (and");
+            eprintln!(" REDIS_URL) for the Postgres + Redis setup of several instances.");
+        }
+        Backend::Sqlite => {
+            if config.generated.is_empty() && config.echo_services.is_empty() {
+                eprintln!(
+                    "storage: SQLite at {} (durable, single instance)",
+                    config.storage.sqlite_path.display()
+                );
+                return;
+            }
+            eprintln!("{line}");
+            eprintln!(
+                " storage: SQLite at {} (durable, single instance)",
+                config.storage.sqlite_path.display()
+            );
+            eprintln!(" Set DATABASE_URL for Postgres (several instances, HA).");
+        }
+        Backend::Postgres => return,
+    }
+    if !config.echo_services.is_empty() {
+        eprintln!(
+            " Services without endpoints answered by the built-in echo downstream: {}",
+            config.echo_services.join(", ")
+        );
+    }
     if !config.generated.is_empty() {
         eprintln!();
-        eprintln!(" Generated for this run (shown once, not logged):");
+        eprintln!(" Generated for this run (shown once, not logged; set them to keep them):");
         for (key, value) in &config.generated {
             eprintln!("   {key:<22} = {value}");
         }
@@ -155,9 +190,14 @@ async fn main() -> ExitCode {
         }
         Command::Worker | Command::Serve | Command::Migrate => {}
     }
-    if config.is_demo() {
-        print_demo_banner(&config);
-        tracing::warn!("demo mode: in-memory stores, nothing is durable");
+    print_banner(&config);
+    match config.storage.backend {
+        Backend::Memory => tracing::warn!("demo mode: in-memory stores, nothing is durable"),
+        Backend::Sqlite => tracing::info!(
+            path = %config.storage.sqlite_path.display(),
+            "storage: SQLite, durable, single instance"
+        ),
+        Backend::Postgres => tracing::info!("storage: Postgres"),
     }
     let mut config = config;
     if matches!(command, Command::Worker) {

@@ -188,7 +188,7 @@ async fn env(backend: Backend, kinds: &[&str], graph_fails: u32) -> Option<Env> 
     let (down_url, downstream) = start_downstream().await;
     let (graph_url, replies) = start_graph(graph_fails).await;
     let storage = match backend {
-        Backend::Memory => String::new(),
+        Backend::Memory => "[storage]\nbackend = \"memory\"\n".to_owned(),
         Backend::Postgres => format!(
             "[storage]\ndatabase_url = \"{}\"\n",
             steadfast_testkit::database_url()

@@ -1,45 +1,56 @@
-//! The HTTP surface on the in-memory stores (no servers needed): handshake, signatures,
-//! limits, parsing. The same behaviours on Postgres + Redis are in `postgres_redis.rs`.
+//! The HTTP surface without servers, each test twice: on the in-memory stores (`memory::*`)
+//! and on a temp-file SQLite database (`sqlite::*`): handshake, signatures, limits, parsing.
+//! The same behaviours on Postgres + Redis are in `postgres_redis.rs`.
 
 mod common;
 
 use axum::body::Body;
 use common::*;
 use http::{Request, StatusCode};
-use steadfast_webhook::assemble::App;
 
-async fn app(extra: &str) -> App {
-    App::build(memory_config(extra)).await.unwrap()
+on_every_store!(
+    handshake,
+    signatures,
+    body_limit,
+    rate_limit,
+    bad_json_and_unknown_field,
+    batch_is_one_write_and_duplicates_are_reported,
+    correlation_id_is_taken_or_made_and_echoed,
+    metrics_are_prometheus_text,
+);
+
+async fn handshake(store: Store) {
+    surface::handshake(&TestApp::build(store, "").await.router()).await;
 }
 
-#[tokio::test]
-async fn handshake() {
-    surface::handshake(&app("").await.router()).await;
+async fn signatures(store: Store) {
+    surface::signatures(&TestApp::build(store, "").await.router(), "MEM").await;
 }
 
-#[tokio::test]
-async fn signatures() {
-    surface::signatures(&app("").await.router(), "MEM").await;
+async fn body_limit(store: Store) {
+    surface::body_limit(
+        &TestApp::build(store, "[http]\nbody_limit_bytes = 2048")
+            .await
+            .router(),
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn body_limit() {
-    surface::body_limit(&app("[http]\nbody_limit_bytes = 2048").await.router()).await;
+async fn rate_limit(store: Store) {
+    surface::rate_limit(
+        &TestApp::build(store, "[rate_limit]\nper_minute = 3")
+            .await
+            .router(),
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn rate_limit() {
-    surface::rate_limit(&app("[rate_limit]\nper_minute = 3").await.router()).await;
+async fn bad_json_and_unknown_field(store: Store) {
+    surface::bad_json_and_unknown_field(&TestApp::build(store, "").await.router()).await;
 }
 
-#[tokio::test]
-async fn bad_json_and_unknown_field() {
-    surface::bad_json_and_unknown_field(&app("").await.router()).await;
-}
-
-#[tokio::test]
-async fn batch_is_one_write_and_duplicates_are_reported() {
-    let app = app("").await;
+async fn batch_is_one_write_and_duplicates_are_reported(store: Store) {
+    let app = TestApp::build(store, "").await;
     let r = app.router();
     let body = text_batch("B", 500, "hello");
     let (s, _, b) = send(&r, signed(&body)).await;
@@ -63,9 +74,8 @@ async fn batch_is_one_write_and_duplicates_are_reported() {
     );
 }
 
-#[tokio::test]
-async fn correlation_id_is_taken_or_made_and_echoed() {
-    let app = app("").await;
+async fn correlation_id_is_taken_or_made_and_echoed(store: Store) {
+    let app = TestApp::build(store, "").await;
     let r = app.router();
     let req = Request::get("/health")
         .header("x-request-id", "abc-123")
@@ -77,9 +87,8 @@ async fn correlation_id_is_taken_or_made_and_echoed() {
     assert_eq!(h["x-request-id"].len(), 36);
 }
 
-#[tokio::test]
-async fn metrics_are_prometheus_text() {
-    let app = app("").await;
+async fn metrics_are_prometheus_text(store: Store) {
+    let app = TestApp::build(store, "").await;
     let r = app.router();
     let _ = send(&r, signed(&fixture("status_failed.json"))).await;
     let (s, h, b) = send(&r, Request::get("/metrics").body(Body::empty()).unwrap()).await;

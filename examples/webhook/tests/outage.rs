@@ -44,6 +44,8 @@ access_token = "test-access-token"
 graph_api_url = "{graph_url}"
 [admin]
 token = "{ADMIN_TOKEN}"
+[storage]
+backend = "memory"
 [worker]
 poll_interval_ms = 20
 max_attempts = 3

@@ -111,6 +111,8 @@ endpoints = ["${fakeUrl}/jobs"]
 keywords = ["job"]
 [routing]
 default_service = "jobs"
+[storage]
+sqlite_path = "${path.join(dir, "webhook.db")}"
 `);
   const service = spawn(bin, ["--config", config], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
   let output = "";

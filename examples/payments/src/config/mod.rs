@@ -23,7 +23,7 @@ mod tokens;
 pub use error::ConfigError;
 pub use momo::{DEFAULT_REQUEST_TIMEOUT, DEMO_ALLOWED_IPS, MIN_SECRET_LEN, MomoConfig, RawMomo};
 pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
-pub use storage::{DEFAULT_POOL_SIZE, RawStorage, StorageConfig};
+pub use storage::{Backend, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_PATH, RawStorage, StorageConfig};
 pub use tokens::{MIN_TOKEN_LEN, RawAdmin, RawApi};
 
 /// Default listen address.
@@ -44,14 +44,15 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Storage.
     pub storage: StorageConfig,
-    /// Values generated because demo mode had none; the binary prints them once.
+    /// Values generated because none were configured (any backend but Postgres); the binary
+    /// prints them once.
     pub generated: Vec<(String, String)>,
 }
 
 impl Config {
-    /// Demo mode: no durable store configured.
+    /// Demo mode: the in-memory stores (`--demo` or `storage.backend = "memory"`).
     pub fn is_demo(&self) -> bool {
-        self.storage.database_url.is_none()
+        self.storage.backend == Backend::Memory
     }
 
     /// Loads and validates: `path` (if any), then `env`, then `overrides`.
@@ -86,6 +87,9 @@ impl Config {
         if let Some(l) = &overrides.listen {
             raw.listen = Some(l.clone());
         }
+        if overrides.demo {
+            raw.storage.backend = Some(Backend::Memory.as_str().to_owned());
+        }
         validate(raw)
     }
 }
@@ -95,6 +99,8 @@ impl Config {
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<String>,
+    /// `--demo`: the in-memory stores (`storage.backend = "memory"`).
+    pub demo: bool,
 }
 
 /// The config file as written: every key optional, unknown keys refused.
@@ -177,11 +183,11 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Demo mode fills in the secrets it was not given and records them for the binary to print
-/// once. With a database nothing is generated: a missing secret is an error.
-fn generate_demo_secrets(raw: &mut RawConfig) -> Vec<(String, String)> {
+/// Without Postgres (SQLite or memory) the secrets not given are generated and recorded for
+/// the binary to print once. With Postgres nothing is generated: a missing secret is an error.
+fn generate_demo_secrets(raw: &mut RawConfig, backend: Backend) -> Vec<(String, String)> {
     let mut generated = Vec::new();
-    if raw.storage.database_url.is_some() {
+    if backend == Backend::Postgres {
         return generated;
     }
     let slots = [
@@ -210,8 +216,10 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
     })?;
     // Storage first: whether the rest is demo or production depends on it.
     let storage = StorageConfig::try_from(raw.storage.clone())?;
-    let demo = storage.database_url.is_none();
-    let generated = generate_demo_secrets(&mut raw);
+    // Without Postgres "nothing configured" stays one command: secrets generated, the fake
+    // provider (see `MomoConfig`); with SQLite the data is durable all the same.
+    let demo = storage.backend != Backend::Postgres;
+    let generated = generate_demo_secrets(&mut raw, storage.backend);
     let api_token = tokens::token("api.token", raw.api.token)?;
     let admin_token = tokens::token("admin.token", raw.admin.token)?;
     if api_token == admin_token {

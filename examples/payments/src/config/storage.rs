@@ -1,6 +1,12 @@
-//! `[storage]`: where the ledger, idempotency records, sagas and callbacks live.
+//! `[storage]`: where the ledger, idempotency records, sagas and callbacks live; the choice
+//! is made here, once ([`Backend`], as in the webhook): `storage.backend` when set; otherwise
+//! Postgres with `DATABASE_URL`, the SQLite file `storage.sqlite_path` without. In-memory
+//! stores are only an explicit choice (`backend = "memory"` or `--demo`).
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+pub use steadfast_webhook::config::Backend;
 use steadfast_webhook::config::Secret;
 
 use super::ConfigError;
@@ -8,12 +14,21 @@ use super::ConfigError;
 /// Default Postgres pool size.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
 
+/// Default SQLite database file (relative to the working directory; its folder is created).
+pub const DEFAULT_SQLITE_PATH: &str = "./steadfast-data/payments.db";
+
 /// `[storage]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    /// `database_url` (env `DATABASE_URL`): Postgres for everything durable; unset runs the
-    /// in-memory demo.
+    /// `backend`: `"sqlite"`, `"postgres"` or `"memory"` (flag `--demo`); unset picks
+    /// Postgres when `database_url` is set, SQLite otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `sqlite_path`; default [`DEFAULT_SQLITE_PATH`]. Used by the SQLite backend only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_path: Option<PathBuf>,
+    /// `database_url` (env `DATABASE_URL`): Postgres for everything durable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<Secret>,
     /// `redis_url` (env `REDIS_URL`): the idempotency records' fast path; only with
@@ -28,7 +43,11 @@ pub struct RawStorage {
 /// The validated storage section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
-    /// Postgres; `None` is demo mode.
+    /// Which stores the service runs on.
+    pub backend: Backend,
+    /// The SQLite database file (meaningful with [`Backend::Sqlite`]).
+    pub sqlite_path: PathBuf,
+    /// Postgres; `Some` exactly with [`Backend::Postgres`].
     pub database_url: Option<Secret>,
     /// Redis for idempotency records.
     pub redis_url: Option<Secret>,
@@ -59,10 +78,22 @@ impl TryFrom<RawStorage> for StorageConfig {
             &raw.redis_url,
             &["redis://", "rediss://"],
         )?;
-        if raw.redis_url.is_some() && raw.database_url.is_none() {
+        let backend = Backend::resolve(raw.backend.as_deref(), raw.database_url.is_some())
+            .map_err(|problem| ConfigError::invalid("storage.backend", problem))?;
+        if raw.redis_url.is_some() && backend != Backend::Postgres {
             return Err(ConfigError::invalid(
                 "storage.redis_url",
-                "needs storage.database_url (the demo keeps idempotency records in memory)",
+                "needs storage.database_url (without Postgres the idempotency records live \
+                 with the other stores)",
+            ));
+        }
+        let sqlite_path = raw
+            .sqlite_path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SQLITE_PATH));
+        if sqlite_path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "storage.sqlite_path",
+                "must not be empty",
             ));
         }
         let pool_size = raw.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
@@ -73,6 +104,8 @@ impl TryFrom<RawStorage> for StorageConfig {
             ));
         }
         Ok(StorageConfig {
+            backend,
+            sqlite_path,
             database_url: raw.database_url,
             redis_url: raw.redis_url,
             pool_size,

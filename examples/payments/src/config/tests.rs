@@ -24,9 +24,14 @@ const PROD: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn demo_generates_secrets_and_allows_loopback() {
+fn nothing_configured_is_sqlite_with_generated_secrets_and_loopback() {
     let c = Config::from_toml("", &HashMap::new(), &Overrides::default()).unwrap();
-    assert!(c.is_demo());
+    assert!(!c.is_demo(), "nothing configured is durable now");
+    assert_eq!(c.storage.backend, Backend::Sqlite);
+    assert_eq!(
+        c.storage.sqlite_path,
+        std::path::PathBuf::from(DEFAULT_SQLITE_PATH)
+    );
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     let keys: Vec<_> = c.generated.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
@@ -81,6 +86,7 @@ database_url = "postgres://db/payments"
     assert!(c.generated.is_empty());
     let flag = Overrides {
         listen: Some("127.0.0.1:9002".into()),
+        ..Overrides::default()
     };
     assert_eq!(
         Config::from_toml(text, &HashMap::new(), &flag)
@@ -128,4 +134,37 @@ fn production_requires_allowed_ips_and_api_url() {
         &missing,
     );
     assert!(e.contains("api.token"), "{e}");
+}
+
+#[test]
+fn memory_is_explicit_and_contradictions_name_the_key() {
+    let demo = Overrides {
+        demo: true,
+        ..Overrides::default()
+    };
+    let c = Config::from_toml("", &HashMap::new(), &demo).unwrap();
+    assert!(c.is_demo());
+    let c = Config::from_toml(
+        "[storage]\nbackend = \"memory\"",
+        &HashMap::new(),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.storage.backend, Backend::Memory);
+    let err = |text: &str, e: &HashMap<String, String>| {
+        Config::from_toml(text, e, &Overrides::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("[storage]\nbackend = \"postgres\"", &HashMap::new());
+    assert!(
+        e.contains("storage.backend") && e.contains("database_url"),
+        "{e}"
+    );
+    let pg = HashMap::from([("DATABASE_URL".to_owned(), "postgres://db/p".to_owned())]);
+    let e = err("[storage]\nbackend = \"sqlite\"", &pg);
+    assert!(e.contains("storage.backend"), "{e}");
+    let redis = HashMap::from([("REDIS_URL".to_owned(), "redis://r".to_owned())]);
+    let e = err("", &redis);
+    assert!(e.contains("storage.redis_url"), "{e}");
 }

@@ -1,5 +1,5 @@
-//! The ledger: accounts, transfers, deposits and payouts, behind one trait with a memory and a
-//! Postgres implementation.
+//! The ledger: accounts, transfers, deposits and payouts, behind one trait with a memory, a
+//! SQLite and a Postgres implementation.
 //!
 //! Every money movement is one atomic step of the store (one transaction on Postgres, one
 //! critical section in memory) with its balance check inside it, so concurrent requests can
@@ -21,9 +21,11 @@ use crate::money::Currency;
 
 pub mod memory;
 pub mod postgres;
+pub mod sqlite;
 
 pub use memory::MemoryLedger;
 pub use postgres::PostgresLedger;
+pub use sqlite::SqliteLedger;
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

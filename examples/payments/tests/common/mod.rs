@@ -1,20 +1,21 @@
-//! Shared helpers of the integration tests: a service on a real loopback listener, on memory
-//! or on a Postgres schema of its own, with a fake provider the test controls.
+//! Shared helpers of the integration tests: a service on a real loopback listener, on memory,
+//! on a SQLite file or on a Postgres schema of its own, with a fake provider the test controls.
 #![allow(dead_code, missing_docs)]
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use steadfast_payments::assemble::{App, Options, Running};
-use steadfast_payments::config::{Config, Overrides};
+use steadfast_payments::config::{Config, Overrides, RawConfig};
 use steadfast_payments::fake_provider::FakeProvider;
 use steadfast_payments::payout::PayoutTuning;
 use steadfast_payments::signature::Signer;
 use steadfast_retry::RetryPolicy;
-use steadfast_testkit::PgSchema;
+use steadfast_testkit::{PgSchema, SqliteFile};
 use tokio::net::TcpListener;
 
 pub const API_TOKEN: &str = "test-api-token-0123456789";
@@ -26,6 +27,8 @@ pub const API_KEY: &str = "test-momo-api-key";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
+    /// A temp-file SQLite database of the test's own.
+    Sqlite,
     Postgres,
 }
 
@@ -72,7 +75,9 @@ impl Default for Settings {
     }
 }
 
-pub fn config(provider_url: &str, s: &Settings) -> Config {
+/// The config of a test service: `sqlite` is the file of [`Backend::Sqlite`]; Postgres tests
+/// give the app a pool, which wins over the config.
+pub fn config(provider_url: &str, s: &Settings, backend: Backend, sqlite: Option<&Path>) -> Config {
     let ips = s
         .allowed_ips
         .iter()
@@ -97,7 +102,14 @@ burst = {}
 "#,
         s.per_minute, s.burst
     );
-    Config::from_toml(&text, &HashMap::new(), &Overrides::default()).unwrap()
+    let mut raw = RawConfig::parse(&text, "<test>").unwrap();
+    match (backend, sqlite) {
+        (Backend::Memory, _) => raw.storage.backend = Some("memory".into()),
+        (Backend::Sqlite, Some(path)) => raw.storage.sqlite_path = Some(path.to_owned()),
+        (Backend::Sqlite, None) => panic!("a SQLite test service needs its file"),
+        (Backend::Postgres, _) => {}
+    }
+    Config::from_raw(raw, &HashMap::new(), &Overrides::default()).unwrap()
 }
 
 pub struct Harness {
@@ -108,8 +120,8 @@ pub struct Harness {
     pub provider_url: String,
     pub running: Option<Running>,
     pub schema: Option<Arc<PgSchema>>,
-    /// This instance's own pool on the schema (what the service uses).
-    pub pool: Option<PgPool>,
+    /// The SQLite file of [`Backend::Sqlite`], removed when the last holder drops.
+    pub sqlite: Option<Arc<SqliteFile>>,
     pub app_state: steadfast_payments::app::AppState,
 }
 
@@ -130,11 +142,25 @@ impl Harness {
 
     pub async fn with(backend: Backend, settings: Settings) -> Option<Self> {
         let schema = match backend {
-            Backend::Memory => None,
+            Backend::Memory | Backend::Sqlite => None,
             Backend::Postgres => Some(Arc::new(steadfast_testkit::postgres().await?)),
         };
+        let sqlite = (backend == Backend::Sqlite).then(|| Arc::new(SqliteFile::new()));
         let (fake, url) = fake_provider().await;
-        Some(Self::on(backend, schema, fake, url, &settings, options()).await)
+        let pool = schema.as_ref().map(|s| s.pool().clone());
+        Some(
+            Self::build(
+                backend,
+                schema,
+                pool,
+                sqlite,
+                fake,
+                url,
+                &settings,
+                options(),
+            )
+            .await,
+        )
     }
 
     /// A service sharing `schema`, `fake` (a second instance, or a restarted one).
@@ -146,22 +172,69 @@ impl Harness {
         settings: &Settings,
         options: Options,
     ) -> Self {
-        // A pool of this instance's own, as a separate process would have: a pool's
-        // connections belong to the runtime that opened them, and a "crashed" instance's
-        // runtime is dropped with its connections still in the pool it used.
-        let pool = match &schema {
-            Some(s) => Some(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(8)
-                    .connect_with(s.connect_options())
-                    .await
-                    .expect("a pool on the test schema"),
-            ),
-            None => None,
-        };
-        let app = App::build(config(&provider_url, settings), options, pool.clone())
+        let pool = schema.as_ref().map(|s| s.pool().clone());
+        Self::build(
+            backend,
+            schema,
+            pool,
+            None,
+            fake,
+            provider_url,
+            settings,
+            options,
+        )
+        .await
+    }
+
+    /// As [`Harness::on`], on a pool of its own opened on the current runtime: a "process"
+    /// whose runtime is later dropped (a crash) must not leave its connections in the pool
+    /// the next process uses (they would fail: "a Tokio 1.x context was found, but it is
+    /// being shutdown").
+    pub async fn on_own_pool(
+        backend: Backend,
+        schema: Arc<PgSchema>,
+        fake: FakeProvider,
+        provider_url: String,
+        settings: &Settings,
+        options: Options,
+    ) -> Self {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(schema.connect_options())
             .await
-            .expect("app builds");
+            .expect("a pool on the schema");
+        let schema = Some(schema);
+        Self::build(
+            backend,
+            schema,
+            Some(pool),
+            None,
+            fake,
+            provider_url,
+            settings,
+            options,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build(
+        backend: Backend,
+        schema: Option<Arc<PgSchema>>,
+        pool: Option<PgPool>,
+        sqlite: Option<Arc<SqliteFile>>,
+        fake: FakeProvider,
+        provider_url: String,
+        settings: &Settings,
+        options: Options,
+    ) -> Self {
+        let config = config(
+            &provider_url,
+            settings,
+            backend,
+            sqlite.as_deref().map(SqliteFile::path),
+        );
+        let app = App::build(config, options, pool).await.expect("app builds");
         let app_state = app.state().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = app.spawn(listener).unwrap();
@@ -175,14 +248,13 @@ impl Harness {
             provider_url,
             running: Some(running),
             schema,
-            pool,
+            sqlite,
             app_state,
         }
     }
 
-    /// The pool the service uses (closing it takes the service's store down).
     pub fn pool(&self) -> Option<PgPool> {
-        self.pool.clone()
+        self.schema.as_ref().map(|s| s.pool().clone())
     }
 
     pub async fn create_account(&self, id: &str, currency: &str) {

@@ -6,8 +6,12 @@
 //! carries its unit in its name (`request_timeout_ms`, `body_limit_bytes`) so a file reads
 //! unambiguously.
 //!
-//! With no `DATABASE_URL` the service runs in demo mode: in-memory stores, and any missing
-//! app secret / verify token / admin token is generated (and printed once by the binary).
+//! With no `DATABASE_URL` the service runs on a SQLite file (`storage.sqlite_path`): durable,
+//! single instance. In-memory stores are an explicit choice (`storage.backend = "memory"` or
+//! `--demo`). Without Postgres, "nothing configured" stays a one-command run: any missing app
+//! secret / verify token / admin token is generated (and printed once by the binary), and
+//! services without endpoints get the built-in echo downstream. With Postgres (production,
+//! several instances) nothing is generated: a missing secret or endpoint is an error.
 //!
 //! # Layout
 //!
@@ -62,7 +66,10 @@ pub use services::{
     BreakerSpec, CustomBreaker, DEFAULT_FALLBACK_REPLY, RawBreaker, RawRouting, RawService,
     SEED_DEFAULT_SERVICE, ServiceConfig, seed_services,
 };
-pub use storage::{DEFAULT_DEDUP_WINDOW, DEFAULT_STORE_TIMEOUT, RawStorage, StorageConfig};
+pub use storage::{
+    Backend, DEFAULT_DEDUP_WINDOW, DEFAULT_SQLITE_PATH, DEFAULT_STORE_TIMEOUT, RawStorage,
+    StorageConfig,
+};
 pub use whatsapp::{DEFAULT_GRAPH_API_URL, MIN_SECRET_LEN, RawWhatsApp, WhatsAppConfig};
 pub use worker::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_RETRY_HORIZON, RawWorker, WorkerConfig};
 
@@ -101,18 +108,21 @@ pub struct Config {
     pub conversation: ConversationConfig,
     /// The actions a downstream reply may ask for.
     pub actions: ActionsConfig,
-    /// Values generated because demo mode had none; the binary prints them once.
+    /// Values generated because none were configured (any backend but Postgres); the binary
+    /// prints them once.
     pub generated: Vec<(String, String)>,
-    /// Services whose endpoints are to be filled with the built-in echo downstream (demo mode).
+    /// Services whose endpoints are to be filled with the built-in echo downstream (no
+    /// endpoints configured, any backend but Postgres).
     pub echo_services: Vec<String>,
     /// Serve `/webhook` (false for a worker-only process).
     pub ingest_enabled: bool,
 }
 
 impl Config {
-    /// Demo mode: no durable store configured.
+    /// Demo mode: the in-memory stores (`--demo` or `storage.backend = "memory"`); nothing is
+    /// durable.
     pub fn is_demo(&self) -> bool {
-        self.storage.database_url.is_none()
+        self.storage.backend == Backend::Memory
     }
 
     /// Loads and validates: `path` (if any), then `env`, then `overrides`.
@@ -173,6 +183,8 @@ pub struct Overrides {
     pub worker_concurrency: Option<usize>,
     /// `--rate-limit-per-minute`.
     pub rate_limit_per_minute: Option<u32>,
+    /// `--demo`: the in-memory stores (`storage.backend = "memory"`).
+    pub demo: bool,
 }
 
 /// The config file as written, before env, flags and validation: every key optional, unknown
@@ -363,6 +375,9 @@ fn apply_overrides(raw: &mut RawConfig, o: &Overrides) {
     if let Some(r) = o.rate_limit_per_minute {
         raw.rate_limit.per_minute = Some(r);
     }
+    if o.demo {
+        raw.storage.backend = Some(Backend::Memory.as_str().to_owned());
+    }
 }
 
 // ---- demo secrets and cross-section checks -------------------------------------------------
@@ -373,11 +388,12 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Demo mode fills in the secrets it was not given, and records them for the binary to print
-/// once. With a database nothing is generated: a missing secret is an error.
-fn generate_demo_secrets(raw: &mut RawConfig) -> Vec<(String, String)> {
+/// Without Postgres (SQLite or memory) the secrets not given are generated and recorded for
+/// the binary to print once, so that the first run needs no set-up. With Postgres nothing is
+/// generated: a missing secret is an error.
+fn generate_demo_secrets(raw: &mut RawConfig, backend: Backend) -> Vec<(String, String)> {
     let mut generated = Vec::new();
-    if raw.storage.database_url.is_some() {
+    if backend == Backend::Postgres {
         return generated;
     }
     let slots = [
@@ -424,13 +440,15 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
-    let demo = raw.storage.database_url.is_none();
-    let generated = generate_demo_secrets(&mut raw);
+    // Storage first: which backend decides what "not configured" means for the rest.
+    let storage = StorageConfig::try_from(std::mem::take(&mut raw.storage))?;
+    let demo = storage.backend != Backend::Postgres;
+    let generated = generate_demo_secrets(&mut raw, storage.backend);
     let whatsapp = WhatsAppConfig::try_from(raw.whatsapp)?;
     let admin = AdminConfig::try_from(raw.admin)?;
 
     let services = services::services(raw.services.unwrap_or_default())?;
-    // Demo mode answers a service without endpoints with the built-in echo downstream.
+    // Without Postgres, a service without endpoints is answered by the built-in echo downstream.
     let mut echo_services = Vec::new();
     for (i, s) in services.iter().enumerate() {
         if s.endpoints.is_empty() {
@@ -458,7 +476,6 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
     let max_delivery_age_set = raw.http.max_delivery_age_seconds.is_some();
     let mut http = HttpConfig::try_from(raw.http)?;
     let rate_limit = RateLimitConfig::try_from(raw.rate_limit)?;
-    let storage = StorageConfig::try_from(raw.storage)?;
     // A delivery older than the dedup window could be a duplicate the store has forgotten.
     if !max_delivery_age_set {
         http.max_delivery_age = storage.dedup_window;

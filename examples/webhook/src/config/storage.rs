@@ -1,5 +1,12 @@
-//! `[storage]`: which stores (Postgres and Redis, or the in-memory demo), and how they are used.
+//! `[storage]`: which stores (SQLite, Postgres and Redis, or the in-memory demo), and how
+//! they are used.
+//!
+//! The choice is made here, once ([`Backend`]): `storage.backend` when set; otherwise
+//! Postgres when `storage.database_url` (`DATABASE_URL`) is set, and the SQLite file at
+//! `storage.sqlite_path` when nothing is. In-memory stores are only ever an explicit choice
+//! (`backend = "memory"` or `--demo`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,12 +18,80 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default de-duplication window: Meta retries a delivery for up to 7 days.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Default SQLite database file (relative to the working directory; its folder is created).
+pub const DEFAULT_SQLITE_PATH: &str = "./steadfast-data/webhook.db";
+
+/// Where the queue, dead letters, conversations and sagas live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In-process stores: nothing survives a restart (tests and `--demo`).
+    Memory,
+    /// One SQLite file: durable, one instance per file.
+    Sqlite,
+    /// Postgres (and optionally Redis): durable, several instances side by side.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `storage.backend` (`explicit`) given whether a database URL is set:
+    /// unset picks Postgres with a URL and SQLite without; an explicit backend that
+    /// contradicts the URL is refused (the problem, for the `storage.backend` key's error)
+    /// rather than guessed: a deployment that sets `DATABASE_URL` and still runs on a local
+    /// file (or in memory) would be a silent surprise either way.
+    pub fn resolve(explicit: Option<&str>, has_database_url: bool) -> Result<Backend, String> {
+        let Some(text) = explicit.map(str::trim) else {
+            return Ok(if has_database_url {
+                Backend::Postgres
+            } else {
+                Backend::Sqlite
+            });
+        };
+        let chosen = match text {
+            "postgres" => Backend::Postgres,
+            "sqlite" => Backend::Sqlite,
+            "memory" => Backend::Memory,
+            other => {
+                return Err(format!(
+                    "{other:?} is not one of \"sqlite\", \"postgres\", \"memory\""
+                ));
+            }
+        };
+        match (chosen, has_database_url) {
+            (Backend::Postgres, false) => {
+                Err("is \"postgres\" but storage.database_url (DATABASE_URL) is not set".to_owned())
+            }
+            (Backend::Sqlite | Backend::Memory, true) => Err(format!(
+                "is {:?} (or --demo) but storage.database_url (DATABASE_URL) is also set: \
+                 unset one of them",
+                chosen.as_str()
+            )),
+            _ => Ok(chosen),
+        }
+    }
+
+    /// The value of `storage.backend` naming this backend.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// The `[storage]` table as written in the file, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    /// `database_url` (env `DATABASE_URL`): `postgres://` or `postgresql://`; unset runs the
-    /// in-memory demo.
+    /// `backend`: `"sqlite"`, `"postgres"` or `"memory"` (flag `--demo`); unset picks
+    /// Postgres when `database_url` is set, SQLite otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `sqlite_path`; default [`DEFAULT_SQLITE_PATH`]. Used by the SQLite backend only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_path: Option<PathBuf>,
+    /// `database_url` (env `DATABASE_URL`): `postgres://` or `postgresql://`; selects
+    /// Postgres.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<Secret>,
     /// `redis_url` (env `REDIS_URL`): `redis://` or `rediss://`; only with `database_url`.
@@ -42,7 +117,12 @@ pub struct RawStorage {
 /// Storage selection.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
-    /// Postgres: queue, dead letters, conversations. `None` runs the in-memory demo stores.
+    /// Which stores the service runs on.
+    pub backend: Backend,
+    /// The SQLite database file (meaningful with [`Backend::Sqlite`]).
+    pub sqlite_path: PathBuf,
+    /// Postgres: queue, dead letters, conversations; `Some` exactly with
+    /// [`Backend::Postgres`].
     pub database_url: Option<Secret>,
     /// Redis: the de-duplication fast path. Optional even with Postgres.
     pub redis_url: Option<Secret>,
@@ -64,11 +144,22 @@ impl TryFrom<RawStorage> for StorageConfig {
     type Error = ConfigError;
 
     fn try_from(raw: RawStorage) -> Result<Self, ConfigError> {
-        if raw.redis_url.is_some() && raw.database_url.is_none() {
+        let backend = Backend::resolve(raw.backend.as_deref(), raw.database_url.is_some())
+            .map_err(|problem| ConfigError::invalid("storage.backend", problem))?;
+        if raw.redis_url.is_some() && backend != Backend::Postgres {
             return Err(ConfigError::invalid(
                 "storage.redis_url",
                 "is set without storage.database_url (DATABASE_URL): the Redis de-duplication \
                  fast path only makes sense in front of the Postgres queue",
+            ));
+        }
+        let sqlite_path = raw
+            .sqlite_path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SQLITE_PATH));
+        if sqlite_path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "storage.sqlite_path",
+                "must not be empty",
             ));
         }
         let scheme = |url: &Option<Secret>, schemes: [&str; 2]| {
@@ -104,6 +195,8 @@ impl TryFrom<RawStorage> for StorageConfig {
             ));
         }
         Ok(Self {
+            backend,
+            sqlite_path,
             database_url: raw.database_url,
             redis_url: raw.redis_url,
             pool_size,

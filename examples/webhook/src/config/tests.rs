@@ -14,9 +14,14 @@ fn load(toml: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
 }
 
 #[test]
-fn empty_config_is_demo_with_generated_secrets_and_seed_routes() {
+fn empty_config_is_sqlite_with_generated_secrets_and_seed_routes() {
     let c = load("", &[]).unwrap();
-    assert!(c.is_demo());
+    assert!(!c.is_demo(), "nothing configured is durable now");
+    assert_eq!(c.storage.backend, Backend::Sqlite);
+    assert_eq!(
+        c.storage.sqlite_path,
+        std::path::PathBuf::from(DEFAULT_SQLITE_PATH)
+    );
     let keys: Vec<_> = c.generated.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
@@ -404,4 +409,72 @@ fn bad_actions_settings_name_their_key() {
             "{toml}"
         );
     }
+}
+
+#[test]
+fn backend_defaults_follow_the_database_url() {
+    let c = load("", &[("DATABASE_URL", "postgres://localhost/x")]);
+    // Postgres generates nothing, so the missing secret is the error.
+    assert!(c.unwrap_err().to_string().contains("whatsapp.app_secret"));
+    let secrets = "[whatsapp]\napp_secret = \"s3cret-s3cret-s3cret\"\nverify_token = \"verify-token-0123\"\n\
+                   [[services]]\nname = \"a\"\nendpoints = [\"http://127.0.0.1:1/\"]\n";
+    let c = load(secrets, &[("DATABASE_URL", "postgres://localhost/x")]).unwrap();
+    assert_eq!(c.storage.backend, Backend::Postgres);
+    let c = load("[storage]\nsqlite_path = \"/tmp/x/y.db\"", &[]).unwrap();
+    assert_eq!(c.storage.backend, Backend::Sqlite);
+    assert_eq!(
+        c.storage.sqlite_path,
+        std::path::PathBuf::from("/tmp/x/y.db")
+    );
+    assert!(
+        !c.generated.is_empty(),
+        "SQLite with nothing set still generates secrets"
+    );
+    assert_eq!(
+        c.echo_services.len(),
+        5,
+        "and answers with the echo downstream"
+    );
+}
+
+#[test]
+fn memory_is_an_explicit_choice() {
+    let c = load("[storage]\nbackend = \"memory\"", &[]).unwrap();
+    assert!(c.is_demo());
+    let demo = Overrides {
+        demo: true,
+        ..Overrides::default()
+    };
+    let c = Config::from_toml("", &HashMap::new(), &demo).unwrap();
+    assert!(c.is_demo());
+    assert_eq!(c.storage.backend, Backend::Memory);
+}
+
+#[test]
+fn contradictory_backends_are_refused_naming_the_key() {
+    let err = |toml: &str, e: &[(&str, &str)]| load(toml, e).unwrap_err().to_string();
+    let e = err("[storage]\nbackend = \"postgres\"", &[]);
+    assert!(
+        e.contains("storage.backend") && e.contains("database_url"),
+        "{e}"
+    );
+    let e = err(
+        "[storage]\nbackend = \"sqlite\"",
+        &[("DATABASE_URL", "postgres://localhost/x")],
+    );
+    assert!(
+        e.contains("storage.backend") && e.contains("unset one"),
+        "{e}"
+    );
+    let e = err("[storage]\nbackend = \"mysql\"", &[]);
+    assert!(e.contains("storage.backend") && e.contains("mysql"), "{e}");
+    let e = err("[storage]\nsqlite_path = \"\"", &[]);
+    assert!(e.contains("storage.sqlite_path"), "{e}");
+    let e = err("", &[("REDIS_URL", "redis://localhost")]);
+    assert!(e.contains("storage.redis_url"), "{e}");
+    let e = err(
+        "[storage]\nbackend = \"sqlite\"",
+        &[("REDIS_URL", "redis://localhost")],
+    );
+    assert!(e.contains("storage.redis_url"), "{e}");
 }

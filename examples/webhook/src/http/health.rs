@@ -24,10 +24,11 @@ pub async fn health(State(app): State<AppState>) -> Response {
     );
     let mut degraded = false;
     if let Some(status) = snapshot.dedup {
-        let store = if app.store_kind == "memory" {
-            "memory"
-        } else {
+        // Redis fronts Postgres only; memory and SQLite use the in-process fast path.
+        let store = if app.store_kind == "postgres" {
             "redis"
+        } else {
+            "memory"
         };
         let mut check = json!({"status": status, "store": store});
         if status != Status::Ok {

@@ -11,7 +11,9 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use steadfast_webhook::config::{Config, Overrides};
+use steadfast_testkit::SqliteFile;
+use steadfast_webhook::assemble::App;
+use steadfast_webhook::config::{Config, Overrides, RawConfig};
 use steadfast_webhook::signature::Verifier;
 use tower::ServiceExt;
 
@@ -91,10 +93,81 @@ pub fn sign(body: &[u8]) -> String {
 
 /// A demo-mode (in-memory) config with known secrets and `extra` TOML appended.
 pub fn memory_config(extra: &str) -> Config {
+    config_on(&Store::Memory, extra)
+}
+
+/// The stores a test's service runs on without servers.
+#[derive(Debug)]
+pub enum Store {
+    /// `storage.backend = "memory"`.
+    Memory,
+    /// `storage.backend = "sqlite"` on this test's own file.
+    Sqlite(SqliteFile),
+}
+
+impl Store {
+    /// A fresh SQLite file (removed when the value is dropped).
+    pub fn sqlite() -> Self {
+        Store::Sqlite(SqliteFile::new())
+    }
+}
+
+/// A config on `store` with known secrets and `extra` TOML appended (which may have a
+/// `[storage]` table of its own: the backend is set after parsing).
+pub fn config_on(store: &Store, extra: &str) -> Config {
     let toml = format!(
         "[whatsapp]\napp_secret = \"{SECRET}\"\nverify_token = \"{VERIFY_TOKEN}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{extra}"
     );
-    Config::from_toml(&toml, &HashMap::new(), &Overrides::default()).unwrap()
+    let mut raw = RawConfig::parse(&toml, "<test>").unwrap();
+    match store {
+        Store::Memory => raw.storage.backend = Some("memory".into()),
+        Store::Sqlite(file) => {
+            raw.storage.backend = Some("sqlite".into());
+            raw.storage.sqlite_path = Some(file.path().to_owned());
+        }
+    }
+    Config::from_raw(raw, &HashMap::new(), &Overrides::default()).unwrap()
+}
+
+/// A built service on `store`; the SQLite file lives as long as the value.
+pub struct TestApp {
+    pub app: App,
+    /// Dropped after `app` (fields drop in order), so the file outlives its pool.
+    pub store: Store,
+}
+
+impl TestApp {
+    pub async fn build(store: Store, extra: &str) -> Self {
+        let app = App::build(config_on(&store, extra)).await.unwrap();
+        TestApp { app, store }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+/// Runs each named `async fn(Store)` of the calling file as a test on the in-memory stores
+/// (module `memory`) and on a temp-file SQLite database (module `sqlite`).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::common::Store::Memory).await
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::common::Store::sqlite()).await
+            })*
+        }
+    };
 }
 
 pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
