@@ -28,7 +28,8 @@ const shots = path.join(repo, "target/ui-screenshots");
 const APP_SECRET = "ui-test-app-secret-0123456789";
 const ADMIN_TOKEN = "ui-test-admin-token-0123456789";
 const SENDER = "250788123456";
-const WAMID = "wamid.UI.0001";
+// Unique per run: a store that outlives the run must not see it as a duplicate.
+const WAMID = `wamid.UI.${Date.now()}`;
 
 function log(...args) { console.log("[ui]", ...args); }
 
@@ -114,7 +115,12 @@ default_service = "jobs"
 [storage]
 sqlite_path = "${path.join(dir, "webhook.db")}"
 `);
-  const service = spawn(bin, ["--config", config], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
+  // The service runs on its own SQLite file: scripts/test exports DATABASE_URL and REDIS_URL
+  // for the Rust tests, and either would send it to the shared databases instead.
+  const env = { ...process.env, RUST_LOG: "warn" };
+  delete env.DATABASE_URL;
+  delete env.REDIS_URL;
+  const service = spawn(bin, ["--config", config], { stdio: ["ignore", "pipe", "pipe"], env });
   let output = "";
   service.stdout.on("data", (d) => { output += d; });
   service.stderr.on("data", (d) => { output += d; });
