@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use steadfast_webhook::config::Secret;
+use steadfast_webhook::config::{Secret, generate_missing};
 
 mod error;
 mod momo;
@@ -177,33 +177,18 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
     Ok(())
 }
 
-fn random_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 16] = rand::rng().random();
-    hex::encode(bytes)
-}
-
 /// Without Postgres (SQLite or memory) the secrets not given are generated and recorded for
 /// the binary to print once. With Postgres nothing is generated: a missing secret is an error.
 fn generate_demo_secrets(raw: &mut RawConfig, backend: Backend) -> Vec<(String, String)> {
-    let mut generated = Vec::new();
     if backend == Backend::Postgres {
-        return generated;
+        return Vec::new();
     }
-    let slots = [
+    generate_missing([
         ("api.token", &mut raw.api.token),
         ("admin.token", &mut raw.admin.token),
         ("momo.callback_secret", &mut raw.momo.callback_secret),
         ("momo.api_key", &mut raw.momo.api_key),
-    ];
-    for (key, slot) in slots {
-        if slot.is_none() {
-            let value = random_token();
-            generated.push((key.to_owned(), value.clone()));
-            *slot = Some(Secret::new(value));
-        }
-    }
-    generated
+    ])
 }
 
 fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {

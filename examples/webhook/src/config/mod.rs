@@ -61,7 +61,7 @@ pub use http::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_DELIVERY, HttpConfig, RawHttp,
 };
 pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
-pub use secret::Secret;
+pub use secret::{Secret, generate_missing};
 pub use services::{
     BreakerSpec, CustomBreaker, DEFAULT_FALLBACK_REPLY, RawBreaker, RawRouting, RawService,
     SEED_DEFAULT_SERVICE, ServiceConfig, seed_services,
@@ -382,33 +382,18 @@ fn apply_overrides(raw: &mut RawConfig, o: &Overrides) {
 
 // ---- demo secrets and cross-section checks -------------------------------------------------
 
-fn random_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 16] = rand::rng().random();
-    hex::encode(bytes)
-}
-
 /// Without Postgres (SQLite or memory) the secrets not given are generated and recorded for
 /// the binary to print once, so that the first run needs no set-up. With Postgres nothing is
 /// generated: a missing secret is an error.
 fn generate_demo_secrets(raw: &mut RawConfig, backend: Backend) -> Vec<(String, String)> {
-    let mut generated = Vec::new();
     if backend == Backend::Postgres {
-        return generated;
+        return Vec::new();
     }
-    let slots = [
+    generate_missing([
         ("whatsapp.app_secret", &mut raw.whatsapp.app_secret),
         ("whatsapp.verify_token", &mut raw.whatsapp.verify_token),
         ("admin.token", &mut raw.admin.token),
-    ];
-    for (key, slot) in slots {
-        if slot.is_none() {
-            let value = random_token();
-            generated.push((key.to_owned(), value.clone()));
-            *slot = Some(Secret::new(value));
-        }
-    }
-    generated
+    ])
 }
 
 fn address(key: &str, text: &str, example: &str) -> Result<SocketAddr, ConfigError> {

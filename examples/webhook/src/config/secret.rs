@@ -31,6 +31,25 @@ impl Secret {
     }
 }
 
+/// Fills every empty slot with a random 32-hex-digit token and returns `(key, value)` of each
+/// one generated, in slot order, for the binary to print once (the first run of a service
+/// needs no set-up). The payments service uses it too.
+pub fn generate_missing<'a>(
+    slots: impl IntoIterator<Item = (&'a str, &'a mut Option<Secret>)>,
+) -> Vec<(String, String)> {
+    use rand::Rng;
+    let mut generated = Vec::new();
+    for (key, slot) in slots {
+        if slot.is_none() {
+            let bytes: [u8; 16] = rand::rng().random();
+            let value = hex::encode(bytes);
+            generated.push((key.to_owned(), value.clone()));
+            *slot = Some(Secret::new(value));
+        }
+    }
+    generated
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
