@@ -172,7 +172,7 @@ async fn fake_provider(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    steadfast_webhook::telemetry::init();
+    steadfast_service_kit::telemetry::init();
     let env: HashMap<String, String> = std::env::vars().collect();
     if let Some(Command::FakeProvider {
         callback_url,

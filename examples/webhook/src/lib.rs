@@ -19,5 +19,5 @@ pub mod ratelimit;
 pub mod retention;
 pub mod routing;
 pub mod signature;
-pub mod telemetry;
+pub use steadfast_service_kit::telemetry;
 pub mod worker;

@@ -6,29 +6,12 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use crate::metrics as m;
 use crate::problem::Problem;
 
-/// The `method` label of a request: one of the nine standard methods, else `other`. hyper
-/// accepts any token as a method, and a label taken verbatim from the request would let an
-/// anonymous client create a series per request (600 requests with 100 KB methods once grew
-/// `/metrics` to 67 MB, never freed).
-pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
-}
+pub use steadfast_service_kit::telemetry::method_label;
 
 /// The `route` label: the matched route template (`/admin/dlq/{id}`, never the path with its
 /// id), or `unmatched`; either way a value from a fixed set.
@@ -113,21 +96,6 @@ mod tests {
             )
             .route("/fast", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(limit, timeout))
-    }
-
-    #[test]
-    fn method_labels_are_standard_or_other() {
-        for m in [
-            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
-        ] {
-            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), m);
-        }
-        for odd in ["get", "PURGE", "BREW", &"X".repeat(10_000)] {
-            assert_eq!(
-                method_label(&Method::from_bytes(odd.as_bytes()).unwrap()),
-                "other"
-            );
-        }
     }
 
     #[tokio::test(start_paused = true)]
