@@ -15,7 +15,7 @@ pub use config::{QueueConfig, QueueConfigBuilder};
 pub use error::Error;
 pub use message::{
     AttemptError, Claimed, Enqueued, Failure, HORIZON_PASSED, LEASE_EXPIRED, Lease, MAX_KEY_LEN,
-    MAX_PRIORITY, Message, MessageId, NewMessage, Snooze, State,
+    MAX_PRIORITY, MAX_TRACE_CONTEXT_LEN, Message, MessageId, NewMessage, Snooze, State,
 };
 pub use ops::{AlertLevel, AlertThresholds, Filter, MAX_PAGE, Page, Pruned, QueueStats, Retention};
 pub use steadfast_retry::{ManualClock, SystemClock, TokioClock, WallClock};

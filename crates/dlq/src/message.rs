@@ -129,11 +129,17 @@ pub struct NewMessage {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) delay: Duration,
     pub(crate) correlation_id: Option<String>,
+    pub(crate) trace_context: Option<String>,
     pub(crate) group: Option<String>,
 }
 
 /// The longest accepted queue name, dedup key or correlation id, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
+
+/// The longest accepted trace context ([`NewMessage::trace_context`]), in bytes: room for a
+/// W3C `traceparent` (55 bytes) and a full `tracestate` (at most 32 members, 512 bytes by the
+/// W3C's own advice) with separators.
+pub const MAX_TRACE_CONTEXT_LEN: usize = 1024;
 
 impl NewMessage {
     /// A message for `queue` carrying `payload`.
@@ -146,6 +152,7 @@ impl NewMessage {
             max_attempts: None,
             delay: Duration::ZERO,
             correlation_id: None,
+            trace_context: None,
             group: None,
         }
     }
@@ -178,6 +185,19 @@ impl NewMessage {
     /// A correlation id carried from the request to the worker's logs.
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// The trace context of the code that enqueued the message, kept with it so that the
+    /// worker's spans can join the producer's trace (SQS's `AWSTraceHeader`, River's and Oban's
+    /// job metadata serve the same purpose).
+    ///
+    /// Opaque to the queue: typically a W3C `traceparent`, written by whatever tracing library
+    /// the service uses; the crate stores it unchanged (at most [`MAX_TRACE_CONTEXT_LEN`]
+    /// bytes), returns it with every claim, and keeps it across retries and replays, so every
+    /// attempt of a message, a dead letter's included, can be put in the same trace.
+    pub fn trace_context(mut self, context: impl Into<String>) -> Self {
+        self.trace_context = Some(context.into());
         self
     }
 
@@ -220,6 +240,13 @@ impl NewMessage {
             if id.len() > MAX_KEY_LEN {
                 return Err(Error::InvalidInput(format!(
                     "correlation id longer than {MAX_KEY_LEN} bytes"
+                )));
+            }
+        }
+        if let Some(context) = &self.trace_context {
+            if context.len() > MAX_TRACE_CONTEXT_LEN {
+                return Err(Error::InvalidInput(format!(
+                    "trace context longer than {MAX_TRACE_CONTEXT_LEN} bytes"
                 )));
             }
         }
@@ -347,6 +374,9 @@ pub struct Message {
     pub errors: Vec<AttemptError>,
     /// The correlation id given at enqueue.
     pub correlation_id: Option<String>,
+    /// The trace context given at enqueue ([`NewMessage::trace_context`]), unchanged.
+    #[serde(default)]
+    pub trace_context: Option<String>,
     /// The ordering group given at enqueue ([`NewMessage::group`]).
     #[serde(default)]
     pub group_key: Option<String>,

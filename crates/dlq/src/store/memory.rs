@@ -356,6 +356,7 @@ impl QueueStore for MemoryQueue {
                     lease_expires_at: None,
                     errors: Vec::new(),
                     correlation_id: new.correlation_id,
+                    trace_context: new.trace_context,
                     group_key: new.group,
                     waiting_since: None,
                     created_at: now,

@@ -29,7 +29,7 @@ pub(crate) const CHANNEL: &str = "steadfast_dlq";
 
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
      run_at, lease_token, lease_expires_at, errors, correlation_id, group_key, waiting_since, \
-     created_at, updated_at";
+     created_at, updated_at, trace_context";
 
 /// `Ok` when a fenced statement (`WHERE ... lease_token = $token AND state = 'running'`)
 /// touched the row, i.e. the lease was still the message's current one.
@@ -267,6 +267,7 @@ fn decode(row: &PgRow) -> Result<Message, Error> {
         lease_expires_at: row.try_get("lease_expires_at")?,
         errors,
         correlation_id: row.try_get("correlation_id")?,
+        trace_context: row.try_get("trace_context")?,
         group_key: row.try_get("group_key")?,
         waiting_since: row.try_get("waiting_since")?,
         created_at: row.try_get("created_at")?,
@@ -371,6 +372,10 @@ impl QueueStore for PostgresQueue {
             .iter()
             .map(|&i| messages[i].group.clone())
             .collect();
+        let b_traces: Vec<Option<String>> = originals
+            .iter()
+            .map(|&i| messages[i].trace_context.clone())
+            .collect();
         let b_remember: Vec<bool> = originals
             .iter()
             .map(|&i| {
@@ -384,13 +389,15 @@ impl QueueStore for PostgresQueue {
         // too (the unique index covers live messages only).
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO dlq_messages (id, queue, dedup_key, payload, priority, state, attempts, \
-                 max_attempts, run_at, errors, correlation_id, group_key, created_at, updated_at) \
+                 max_attempts, run_at, errors, correlation_id, group_key, created_at, updated_at, \
+                 trace_context) \
              SELECT id, queue, dedup_key, payload, priority, 'pending', 0, max_attempts, run_at, \
-                 '[]'::jsonb, correlation_id, group_key, $11, $11 \
+                 '[]'::jsonb, correlation_id, group_key, $11, $11, trace_context \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], \
-                 $6::int4[], $7::timestamptz[], $8::text[], $9::text[], $10::bool[]) \
+                 $6::int4[], $7::timestamptz[], $8::text[], $9::text[], $10::bool[], \
+                 $12::text[]) \
                  AS t(id, queue, dedup_key, payload, priority, max_attempts, run_at, \
-                      correlation_id, group_key, remember) \
+                      correlation_id, group_key, remember, trace_context) \
              WHERE NOT (t.remember AND EXISTS ( \
                  SELECT 1 FROM dlq_messages d \
                  WHERE d.queue = t.queue AND d.dedup_key = t.dedup_key AND d.state = 'done')) \
@@ -409,6 +416,7 @@ impl QueueStore for PostgresQueue {
         .bind(&b_groups)
         .bind(&b_remember)
         .bind(now)
+        .bind(&b_traces)
         .fetch_all(&mut *tx)
         .await?;
         let mut inserted: HashSet<Uuid> = inserted.into_iter().collect();

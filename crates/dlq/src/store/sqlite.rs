@@ -31,12 +31,12 @@ use crate::{
 /// [`Error::StoreUnavailable`] (the default of [`SqliteQueue::connect_options`]).
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Rows per multi-row `INSERT` (14 parameters each, far below SQLite's 32 766).
+/// Rows per multi-row `INSERT` (15 parameters each, far below SQLite's 32 766).
 const INSERT_CHUNK: usize = 500;
 
 const COLUMNS: &str = "id, queue, dedup_key, payload, priority, state, attempts, max_attempts, \
      run_at, lease_token, lease_expires_at, errors, correlation_id, group_key, waiting_since, \
-     created_at, updated_at";
+     created_at, updated_at, trace_context";
 
 /// The rescued (or buried) message's history entry, built in SQL from the row's own attempt
 /// count; `?3` is the time as RFC 3339 text, `?4` the message, `?5` the kind.
@@ -294,6 +294,7 @@ fn decode(row: &SqliteRow) -> Result<Message, Error> {
         errors: serde_json::from_str::<Vec<AttemptError>>(&errors)
             .map_err(|e| Error::Corrupt(format!("errors: {e}")))?,
         correlation_id: row.try_get("correlation_id")?,
+        trace_context: row.try_get("trace_context")?,
         group_key: row.try_get("group_key")?,
         waiting_since: optional_micros(row, "waiting_since")?,
         created_at: micros(row, "created_at")?,
@@ -423,7 +424,7 @@ impl QueueStore for SqliteQueue {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO dlq_messages (id, queue, dedup_key, payload, priority, state, \
                      attempts, max_attempts, run_at, errors, correlation_id, group_key, \
-                     created_at, updated_at) ",
+                     created_at, updated_at, trace_context) ",
             );
             q.push_values(rows, |mut b, (id, m, payload, max_attempts)| {
                 b.push_bind(id.to_string())
@@ -439,7 +440,8 @@ impl QueueStore for SqliteQueue {
                     .push_bind(m.correlation_id.as_deref())
                     .push_bind(m.group.as_deref())
                     .push_bind(now)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(m.trace_context.as_deref());
             });
             q.build().execute(&mut *tx).await?;
         }

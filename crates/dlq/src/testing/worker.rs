@@ -26,6 +26,7 @@ where
     case!(make, ordering_by_priority_then_run_at);
     case!(make, backoff_schedule_is_respected);
     case!(make, dead_after_max_attempts_keeps_every_error);
+    case!(make, trace_context_is_kept_through_retries_and_replay);
     case!(make, fatal_and_retry_after);
     case!(make, asked_delays_are_capped_by_the_policy);
     case!(make, lease_expiry_redelivers_and_fences_stale_writes);
@@ -253,6 +254,73 @@ async fn dead_after_max_attempts_keeps_every_error(s: &dyn Queue, clock: &Manual
         .await
         .unwrap();
     assert_eq!(state, State::Dead);
+}
+
+async fn trace_context_is_kept_through_retries_and_replay(s: &dyn Queue, clock: &ManualClock) {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let id = s
+        .enqueue(msg("q", 1).trace_context(traceparent))
+        .await
+        .unwrap()
+        .id();
+    for attempt in 1..=3u32 {
+        let c = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+        assert_eq!(c.message.id, id);
+        assert_eq!(
+            c.message.trace_context.as_deref(),
+            Some(traceparent),
+            "attempt {attempt} gets the producer's context"
+        );
+        s.fail(&c.lease, Failure::retryable("x", "y"))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(60));
+    }
+    let dead = s.get(id).await.unwrap().unwrap();
+    assert_eq!(dead.state, State::Dead);
+    assert_eq!(dead.trace_context.as_deref(), Some(traceparent));
+    let listed = s.list(&Filter::dead(), Page::first(10)).await.unwrap();
+    assert_eq!(listed[0].trace_context.as_deref(), Some(traceparent));
+
+    s.replay(id).await.unwrap();
+    let replayed = s.claim("q", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(replayed.message.id, id);
+    assert_eq!(replayed.message.trace_context.as_deref(), Some(traceparent));
+
+    // Batches carry it per message; a message without one has none.
+    let batch = s
+        .enqueue_batch(vec![msg("q", 2).trace_context("00-one-01"), msg("q", 3)])
+        .await
+        .unwrap();
+    let again = s.claim("q", 2, LEASE).await.unwrap();
+    let contexts: Vec<Option<&str>> = batch
+        .iter()
+        .map(|e| {
+            again
+                .iter()
+                .find(|c| c.message.id == e.id())
+                .map(|c| c.message.trace_context.as_deref())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(contexts, vec![Some("00-one-01"), None]);
+
+    // Longer than the bound: a typed error, nothing stored.
+    let long = "x".repeat(crate::MAX_TRACE_CONTEXT_LEN + 1);
+    assert!(matches!(
+        s.enqueue(msg("q", 4).trace_context(long)).await,
+        Err(Error::InvalidInput(_))
+    ));
+    let fits = "x".repeat(crate::MAX_TRACE_CONTEXT_LEN);
+    let kept = s
+        .enqueue(msg("q", 5).trace_context(fits.clone()))
+        .await
+        .unwrap()
+        .id();
+    assert_eq!(
+        s.get(kept).await.unwrap().unwrap().trace_context,
+        Some(fits)
+    );
 }
 
 async fn fatal_and_retry_after(s: &dyn Queue, _clock: &ManualClock) {
