@@ -436,6 +436,13 @@ impl App {
         let worker = match Worker::builder(state.queue.clone(), CALLBACK_QUEUE)
             .concurrency(8)
             .poll_interval(options.worker_poll)
+            // Each attempt continues the trace of the callback that queued it.
+            .on_span(|m, span| {
+                steadfast_service_kit::telemetry::propagation::continue_from_carrier(
+                    span,
+                    m.trace_context.as_deref(),
+                );
+            })
             .build()
         {
             Ok(w) => Some(w),

@@ -191,23 +191,10 @@ impl Ingestor {
         // not fail the whole delivery into Meta's 7-day retry loop: it is skipped and counted.
         // The enqueue as an OpenTelemetry messaging "send" span; its context is stored with
         // every message of the batch, so each attempt of the worker continues this trace.
-        let span = tracing::info_span!(
-            "dlq.send",
-            otel.name = tracing::field::Empty,
-            otel.kind = "producer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "steadfast_dlq",
-            messaging.operation.type = "send",
-            messaging.operation.name = "send",
-            messaging.destination.name = %self.queue_name,
-            messaging.batch.message_count = tracing::field::Empty,
-            messaging.message.conversation_id = correlation_id,
-        );
-        let carrier = if crate::telemetry::enabled() && !fresh.is_empty() {
-            span.record("otel.name", format!("send {}", self.queue_name));
-            crate::telemetry::propagation::carrier(&span)
+        let (span, carrier) = if fresh.is_empty() {
+            (tracing::Span::none(), None)
         } else {
-            None
+            crate::telemetry::send_span(&self.queue_name, correlation_id)
         };
         let mut batch = Vec::with_capacity(fresh.len());
         let mut stored = Vec::with_capacity(fresh.len());

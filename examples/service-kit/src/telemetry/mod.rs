@@ -14,6 +14,7 @@
 pub mod client;
 mod exporter_client;
 mod format;
+mod messaging;
 mod otel;
 pub mod propagation;
 mod server;
@@ -21,6 +22,7 @@ mod settings;
 
 use http::{HeaderValue, Method};
 
+pub use messaging::send_span;
 pub use otel::{Telemetry, enabled, init};
 pub use server::middleware;
 pub use settings::{
