@@ -65,6 +65,9 @@ where
     }
 }
 
+/// What the hook was called with: the message's carrier and the span's id.
+type Hooked = (Option<String>, u64);
+
 #[tokio::test(start_paused = true)]
 async fn each_attempt_runs_in_a_root_process_span_the_handler_s_work_is_under() {
     let capture = Capture::default();
@@ -85,7 +88,7 @@ async fn each_attempt_runs_in_a_root_process_span_the_handler_s_work_is_under() 
         .unwrap()[0]
         .id();
     // What the hook saw: the carrier, and the id of the span it was handed.
-    let hooked: Arc<Mutex<Vec<(Option<String>, u64)>>> = Arc::default();
+    let hooked: Arc<Mutex<Vec<Hooked>>> = Arc::default();
     let seen_by_hook = hooked.clone();
     let worker = Worker::builder(store.clone(), "q")
         .on_span(move |m, span| {
