@@ -117,6 +117,7 @@ where
             Err(summary) => Ok(RunOutcome::AlreadyExists(summary)),
             Ok(lease) => self
                 .drive_with(lease, Some(input))
+                .instrument(self.run_span(&id, false))
                 .await
                 .map(RunOutcome::Finished),
         }
@@ -132,11 +133,12 @@ where
             Err(summary) => Ok(Start::AlreadyExists(summary)),
             Ok(lease) => {
                 let runner = self.clone();
-                // The steps' spans stay children of the caller's span (a request, a queue
-                // message) though they run on another task.
+                // Made here, so that it is a child of the caller's span (a request, a queue
+                // message) though the saga runs on another task. The caller's span itself is
+                // not entered there: its own duration stays its own.
+                let span = self.run_span(&id, false);
                 Ok(Start::Started(tokio::spawn(
-                    async move { runner.drive_with(lease, Some(input)).await }
-                        .instrument(tracing::Span::current()),
+                    async move { runner.drive_with(lease, Some(input)).await }.instrument(span),
                 )))
             }
         }
@@ -145,7 +147,26 @@ where
     /// Drives a saga this runner holds `lease` on (from [`SagaStore::claim`]) until it
     /// finishes or is parked; the recovery loop calls this.
     pub async fn resume(&self, lease: Lease) -> Result<State, Error> {
-        self.drive_with(lease, None).await
+        let span = self.run_span(&lease.id, true);
+        self.drive_with(lease, None).instrument(span).await
+    }
+
+    /// The span a saga is driven in (`saga.run`, a child of the current span): its step and
+    /// compensation spans are its children. A span stays open while a child is, so a caller's
+    /// span (a request's) is reported once the saga it started has finished.
+    fn run_span(&self, id: &SagaId, resumed: bool) -> tracing::Span {
+        let name = &self.inner.saga.name;
+        let span = tracing::info_span!(
+            "saga.run",
+            otel.name = tracing::field::Empty,
+            saga.name = %name,
+            saga.id = %id,
+            resumed,
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("saga {name}"));
+        }
+        span
     }
 
     /// Claims sagas of this definition whose lease expired, up to the configured batch, and
@@ -618,8 +639,7 @@ impl<I> Drive<'_, I> {
 }
 
 /// The span of one attempt at a step's execute (`saga.step`) or compensation
-/// (`saga.compensate`): a child of the span the saga is driven in (the caller's for
-/// [`SagaRunner::run`] and [`SagaRunner::start`], none for recovery). `outcome` (`ok`,
+/// (`saga.compensate`): a child of the saga's `saga.run` span. `outcome` (`ok`,
 /// `retryable_error`, `error`) is recorded when the attempt ends. Plain `tracing`: a service
 /// exporting OpenTelemetry traces gets one span per attempt, named `<phase> <saga>.<step>`.
 fn step_span(phase: Phase, saga: &str, id: &SagaId, step: &str, attempt: u32) -> tracing::Span {

@@ -1,5 +1,5 @@
-//! One `tracing` span per step attempt and per compensation, children of the span the saga
-//! was started from, seen through a capturing subscriber.
+//! One `tracing` span per step attempt and per compensation, under the saga's `saga.run` span,
+//! itself a child of the span the saga was started from; seen through a capturing subscriber.
 
 mod common;
 
@@ -96,11 +96,19 @@ async fn steps_and_compensations_are_spans_under_the_caller_s_span() {
     assert_eq!(handle.await.unwrap().unwrap(), State::Compensated);
 
     let spans = capture.0.lock().clone();
+    let (run_id, run) = spans
+        .iter()
+        .find(|(_, s)| s.name == "saga.run")
+        .expect("the saga's span");
+    assert_eq!(run.parent, Some(request_id), "{run:?}");
+    assert_eq!(run.fields["saga.id"], "s-1");
+    assert_eq!(run.fields["resumed"], "false");
+    let run_id = *run_id;
     let attempts: Vec<(String, String, String, String)> = spans
         .iter()
-        .filter(|(_, s)| s.name.starts_with("saga."))
+        .filter(|(_, s)| s.name == "saga.step" || s.name == "saga.compensate")
         .map(|(_, s)| {
-            assert_eq!(s.parent, Some(request_id), "{s:?}");
+            assert_eq!(s.parent, Some(run_id), "{s:?}");
             assert_eq!(s.fields["saga.id"], "s-1");
             assert!(!s.fields["saga.name"].is_empty());
             (

@@ -14,7 +14,7 @@ use common::*;
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde_json::json;
-use steadfast_dlq::{Filter, MemoryQueue, Page, Queue, QueueAdmin, State as MessageState};
+use steadfast_dlq::{Filter, MemoryQueue, Page, Queue, State as MessageState};
 use steadfast_webhook::assemble::App;
 use steadfast_webhook::config::{Config, Overrides};
 use steadfast_webhook::ingest::Ingestor;
