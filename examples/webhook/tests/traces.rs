@@ -354,6 +354,17 @@ sample_ratio = 1.0
     }
     assert_eq!(attr(&clients[0], "error.type").as_deref(), Some("503"));
 
+    // The conversation store calls: db client spans under each attempt.
+    for (op, attempt) in [("load", "1"), ("load", "2"), ("save", "2")] {
+        assert!(
+            spans.iter().any(|s| s.name == format!("conversation {op}")
+                && kind(s) == SpanKind::Client
+                && attr(s, "db.operation.name").as_deref() == Some(op)
+                && attempt_of(s).as_deref() == Some(attempt)),
+            "no conversation {op} span under attempt {attempt}"
+        );
+    }
+
     // The reply: a client span under the second attempt, its traceparent at the Graph API.
     let graph_span = one(
         &|s| {

@@ -9,6 +9,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -83,11 +84,12 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
             .with_threads(false)
             .with_location(false)
             .with_tracked_inactivity(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(traced))
     });
+    // Each layer filters for itself: RUST_LOG quiets the logs, not the traces.
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(otel)
-        .with(log_layer())
+        .with(log_layer().with_filter(filter))
         .try_init()
         .is_ok();
     match provider {
@@ -101,6 +103,18 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
         }
         None => Ok(Telemetry { provider: None }),
     }
+}
+
+/// What goes to OpenTelemetry: spans from `info` up (every span the services and crates
+/// make), and events from `warn` up, which become events on their span (the info lines are in
+/// the logs, which carry the trace id).
+fn traced(meta: &tracing::Metadata<'_>) -> bool {
+    let most_verbose = if meta.is_span() {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    *meta.level() <= most_verbose
 }
 
 /// The JSON log layer every service writes (see [`WithTraceIds`] for what it adds).
