@@ -5,7 +5,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steadfast_dlq::Queue;
 use steadfast_saga::Operator;
-use steadfast_webhook::ratelimit::IpRateLimiter;
+use steadfast_service_kit::ratelimit::IpRateLimiter;
 
 use crate::checks::Checks;
 use crate::config::Config;

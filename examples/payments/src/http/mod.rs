@@ -1,5 +1,5 @@
-//! The HTTP surface: routes and middleware. The server that runs them is the webhook's
-//! hardened hyper server ([`steadfast_webhook::http::server`]).
+//! The HTTP surface: routes and middleware. The server that runs them is the kit's
+//! hardened hyper server ([`steadfast_service_kit::http::server`]).
 
 pub mod auth;
 pub mod callback;
