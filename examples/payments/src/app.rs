@@ -34,6 +34,8 @@ pub struct AppState {
     pub checks: Checks,
     /// `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The provider breaker (`momo-provider`), for the admin API's breaker control.
+    pub provider_breaker: steadfast_circuit_breaker::CircuitBreaker,
 }
 
 impl std::fmt::Debug for AppState {

@@ -336,8 +336,13 @@ impl App {
         )
         .map_err(|e| setup("provider client")(e.to_string()))?;
         let breaker = CircuitBreaker::named("momo-provider", options.tuning.breaker.clone());
-        let saga = definition(stores.ledger.clone(), provider, breaker, &options.tuning)
-            .map_err(|e| setup("payout saga")(e.to_string()))?;
+        let saga = definition(
+            stores.ledger.clone(),
+            provider,
+            breaker.clone(),
+            &options.tuning,
+        )
+        .map_err(|e| setup("payout saga")(e.to_string()))?;
         let runner_config = RunnerConfig::builder()
             .owner(format!("payments-{}", uuid::Uuid::new_v4().simple()))
             .lease(options.saga_lease)
@@ -362,6 +367,7 @@ impl App {
             ),
             checks: Checks::new(stores.ledger.clone(), stores.queue.clone(), stores.kind),
             metrics,
+            provider_breaker: breaker,
         };
         let router = crate::http::router(state.clone(), idempotency, options.extras);
         Ok(App {

@@ -21,7 +21,7 @@ pub struct Lookup {
 
 /// `GET /admin/ui/conversations?number=`.
 pub async fn page(
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Query(q): Query<Lookup>,
 ) -> Response {
@@ -40,7 +40,13 @@ pub async fn page(
         super::BASE
     );
     if number.is_empty() {
-        return html::page("Conversations", "/conversations", &session.csrf, &body);
+        return html::page(
+            &console,
+            "Conversations",
+            "/conversations",
+            &session.csrf,
+            &body,
+        );
     }
     let c = match api
         .get(&format!("/admin/conversations/{}", url_part(number)))
@@ -54,7 +60,13 @@ pub async fn page(
                 esc(&crate::mask::mask_phone(number)),
                 html::error_box(&e)
             );
-            return html::page("Conversations", "/conversations", &session.csrf, &body);
+            return html::page(
+                &console,
+                "Conversations",
+                "/conversations",
+                &session.csrf,
+                &body,
+            );
         }
     };
     let ctx = &c["context"];
@@ -117,5 +129,11 @@ pub async fn page(
         }
         body.push_str("</ol>");
     }
-    html::page("Conversations", "/conversations", &session.csrf, &body)
+    html::page(
+        &console,
+        "Conversations",
+        "/conversations",
+        &session.csrf,
+        &body,
+    )
 }
