@@ -110,9 +110,9 @@ async fn refused_and_failed_release(backend: Backend) {
     assert_eq!(asked, 1);
     // Their sagas ended compensated.
     let sagas = h.admin_get("/sagas?state=compensated").await;
-    assert_eq!(sagas.as_array().unwrap().len(), 2, "{sagas}");
+    assert_eq!(sagas["sagas"].as_array().unwrap().len(), 2, "{sagas}");
     let log = h.admin_get(&format!("/sagas/{failed}")).await;
-    assert_eq!(log["summary"]["state"], "compensated", "{log}");
+    assert_eq!(log["saga"]["state"], "compensated", "{log}");
     h.finish().await;
 }
 
