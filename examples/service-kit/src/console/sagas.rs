@@ -154,7 +154,8 @@ pub async fn saga(
                         ""
                     },
                     html::text(e, "attempt"),
-                    esc(&html::mask_digits(html::s(e, "message")))
+                    // The saga log names it `error`.
+                    esc(&html::mask_digits(html::s(e, "error")))
                 )
             })
             .collect();
