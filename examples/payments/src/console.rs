@@ -28,11 +28,9 @@ pub fn console(state: &AppState, admin: Router<AppState>) -> Console {
     Console::new(state.config.admin_token.clone(), admin_api)
         .brand("Steadfast payments")
         .trust_forwarded_proto(state.config.momo.trusted_proxy_hops > 0)
-        .dead_letters(
-            DeadLetterView::default()
-                .label_key("transactionId")
-                .group(GroupColumn::Plain("For".to_owned())),
-        )
+        .dead_letters(DeadLetterView::default().label_key("transactionId").group(
+            GroupColumn::Payload("For".to_owned(), "externalId".to_owned()),
+        ))
         .breakers()
         .page("/ledger", "Ledger", get(ledger))
         .sagas("this process's recovery loop picks it up within a few seconds")

@@ -45,8 +45,9 @@ pub struct DeadLetterView {
 pub enum GroupColumn {
     /// A phone number (a sender), masked as one, under this column title.
     Phone(String),
-    /// Any other key, under this column title (digit runs masked all the same).
-    Plain(String),
+    /// Not the group key but this payload field, under a column title (`("For",
+    /// "externalId")`), digit runs masked.
+    Payload(String, String),
     /// Not shown.
     Hidden,
 }
@@ -92,7 +93,7 @@ impl DeadLetterView {
 
     fn group_title(&self) -> Option<&str> {
         match &self.group {
-            GroupColumn::Phone(t) | GroupColumn::Plain(t) => Some(t),
+            GroupColumn::Phone(t) | GroupColumn::Payload(t, _) => Some(t),
             GroupColumn::Hidden => None,
         }
     }
@@ -101,7 +102,8 @@ impl DeadLetterView {
         let key = html::s(m, "group_key");
         match &self.group {
             GroupColumn::Phone(_) => crate::mask::mask_phone(key),
-            _ => html::mask_digits(key),
+            GroupColumn::Payload(_, field) => html::mask_digits(html::s(&m["payload"], field)),
+            GroupColumn::Hidden => String::new(),
         }
     }
 }

@@ -1,0 +1,78 @@
+// What the console's browser tests share: free ports, waiting for a condition, screenshots
+// (after checking the page does not scroll sideways at 1280 px), the browser, and a service
+// process whose environment does not carry the Rust tests' databases.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, "../../..");
+export const shots = path.join(repo, "target/ui-screenshots");
+
+export function logger(tag) {
+  return (...args) => console.log(`[${tag}]`, ...args);
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+export async function until(what, check, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error("timed out waiting for: " + what);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function noHorizontalScroll(page, name) {
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 1280, `${name}: page is ${width}px wide at a 1280px window`);
+}
+
+export async function shot(page, name) {
+  await noHorizontalScroll(page, name);
+  await page.screenshot({ path: path.join(shots, name + ".png"), fullPage: true });
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  });
+}
+
+// Letters for the digits of a unique value: the console masks long runs of digits (phone
+// numbers) wherever they appear, so ids a test looks for are letters only.
+export function letters(n) {
+  return n.toString(36).replace(/[0-9]/g, (d) => "abcdefghij"[d]);
+}
+
+// Spawns `bin` with `args` and `extraEnv`, WITHOUT DATABASE_URL and REDIS_URL: scripts/test
+// exports them for the Rust tests, and either would send the service to the shared databases.
+export function start(bin, args, extraEnv = {}) {
+  const env = { ...process.env, RUST_LOG: "warn", ...extraEnv };
+  delete env.DATABASE_URL;
+  delete env.REDIS_URL;
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env });
+  let output = "";
+  child.stdout.on("data", (d) => { output += d; });
+  child.stderr.on("data", (d) => { output += d; });
+  const exited = new Promise((r) => child.once("exit", r));
+  return {
+    output: () => output,
+    async stop() {
+      child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    },
+  };
+}
