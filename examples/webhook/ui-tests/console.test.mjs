@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, launch, letters, logger, repo, shot, shots, start, until } from "./harness.mjs";
+import { freePort, launch, letters, logger, openPage, refusedThenLoggedIn, repo, shot, shots, start, until } from "./harness.mjs";
 
 const bin = process.env.WEBHOOK_BIN || path.join(repo, "target/debug/steadfast-webhook");
 const APP_SECRET = "ui-test-app-secret-0123456789";
@@ -102,28 +102,10 @@ sqlite_path = "${path.join(dir, "webhook.db")}"
     assert.equal(res.status, 200, await res.text());
 
     browser = await launch();
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const dialogs = [];
-    page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
-    const consoleErrors = [];
-    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    const { context, page, dialogs, consoleErrors } = await openPage(browser);
 
-    log("a wrong token is refused");
-    await page.goto(base + "/admin/ui");
-    assert.match(page.url(), /\/admin\/ui\/login$/);
-    await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
-    const refused = page.waitForResponse((r) => r.url().endsWith("/admin/ui/login") && r.request().method() === "POST");
-    await page.getByRole("button", { name: "Log in" }).click();
-    assert.equal((await refused).status(), 401);
-    await page.getByText("That is not the admin token.").waitFor();
-    assert.equal((await context.cookies()).length, 0, "no cookie for a wrong token");
-    await shot(page, "login-refused");
-
-    log("log in");
-    await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
-    await page.getByRole("button", { name: "Log in" }).click();
-    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    log("a wrong token is refused, then log in");
+    await refusedThenLoggedIn(page, context, base, ADMIN_TOKEN, "login-refused");
     const [cookie] = await context.cookies();
     assert.equal(cookie.name, "steadfast_admin");
     assert.ok(cookie.httpOnly && cookie.sameSite === "Strict" && cookie.path === "/admin");

@@ -76,3 +76,32 @@ export function start(bin, args, extraEnv = {}) {
     },
   };
 }
+
+// A page in a 1280x800 window; every confirmation dialog is recorded and dismissed (or
+// accepted, with `accept`), every script error recorded.
+export async function openPage(browser, { accept = false } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const dialogs = [];
+  page.on("dialog", (d) => { dialogs.push(d.message()); if (accept) d.accept(); else d.dismiss(); });
+  const consoleErrors = [];
+  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+  return { context, page, dialogs, consoleErrors };
+}
+
+// The console at `base` sends a visitor to its login form, refuses a wrong token (401, no
+// cookie; a screenshot named `refusedShot`, if given), then logs in with `token`.
+export async function refusedThenLoggedIn(page, context, base, token, refusedShot) {
+  await page.goto(base + "/admin/ui");
+  assert.match(page.url(), /\/admin\/ui\/login$/);
+  await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
+  const refused = page.waitForResponse((r) => r.url().endsWith("/admin/ui/login") && r.request().method() === "POST");
+  await page.getByRole("button", { name: "Log in" }).click();
+  assert.equal((await refused).status(), 401);
+  await page.getByText("That is not the admin token.").waitFor();
+  assert.equal((await context.cookies()).length, 0, "no cookie for a wrong token");
+  if (refusedShot) await shot(page, refusedShot);
+  await page.getByLabel("Admin token").fill(token);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+}

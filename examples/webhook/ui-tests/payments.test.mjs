@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { freePort, launch, letters, logger, repo, shot, shots, start, until } from "./harness.mjs";
+import { freePort, launch, letters, logger, openPage, refusedThenLoggedIn, repo, shot, shots, start, until } from "./harness.mjs";
 
 const log = logger("payments-ui");
 const bin = process.env.PAYMENTS_BIN || path.join(repo, "target/debug/steadfast-payments");
@@ -70,27 +70,10 @@ async function main() {
     assert.equal((await callback({ transactionId: PARKED_ACCOUNT, externalId: LATER, type: "collection", amount: 7, currency: "RWF", status: "SUCCESSFUL" })).status, 200);
 
     browser = await launch();
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const dialogs = [];
-    page.on("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
-    const consoleErrors = [];
-    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    const { context, page, dialogs, consoleErrors } = await openPage(browser, { accept: true });
 
-    log("a wrong token is refused");
-    await page.goto(base + "/admin/ui");
-    assert.match(page.url(), /\/admin\/ui\/login$/);
-    await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
-    const refused = page.waitForResponse((r) => r.url().endsWith("/admin/ui/login") && r.request().method() === "POST");
-    await page.getByRole("button", { name: "Log in" }).click();
-    assert.equal((await refused).status(), 401);
-    await page.getByText("That is not the admin token.").waitFor();
-    assert.equal((await context.cookies()).length, 0, "no cookie for a wrong token");
-
-    log("log in");
-    await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
-    await page.getByRole("button", { name: "Log in" }).click();
-    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    log("a wrong token is refused, then log in");
+    await refusedThenLoggedIn(page, context, base, ADMIN_TOKEN);
     assert.equal(await page.locator(".brand").innerText(), "Steadfast payments");
 
     log("the parked callbacks are dead letters");
