@@ -105,3 +105,13 @@ export async function refusedThenLoggedIn(page, context, base, token, refusedSho
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("heading", { name: "Overview" }).waitFor();
 }
+
+// Logs out, and checks a console page (`path`) sends the browser back to the login form; then
+// that no script error happened (a 401 a refused login logs is expected).
+export async function logOut(page, base, path, consoleErrors) {
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForURL(/\/admin\/ui\/login$/);
+  await page.goto(base + path);
+  assert.match(page.url(), /\/admin\/ui\/login$/);
+  assert.deepEqual(consoleErrors.filter((e) => !e.includes("401")), [], "no script errors");
+}
