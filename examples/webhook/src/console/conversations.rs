@@ -39,14 +39,17 @@ pub async fn page(
 </form>"#,
         super::BASE
     );
-    if number.is_empty() {
-        return html::page(
+    let done = |body: &str| {
+        html::page(
             &console,
             "Conversations",
             "/conversations",
             &session.csrf,
-            &body,
-        );
+            body,
+        )
+    };
+    if number.is_empty() {
+        return done(&body);
     }
     let c = match api
         .get(&format!("/admin/conversations/{}", url_part(number)))
@@ -60,13 +63,7 @@ pub async fn page(
                 esc(&crate::mask::mask_phone(number)),
                 html::error_box(&e)
             );
-            return html::page(
-                &console,
-                "Conversations",
-                "/conversations",
-                &session.csrf,
-                &body,
-            );
+            return done(&body);
         }
     };
     let ctx = &c["context"];
@@ -129,11 +126,5 @@ pub async fn page(
         }
         body.push_str("</ol>");
     }
-    html::page(
-        &console,
-        "Conversations",
-        "/conversations",
-        &session.csrf,
-        &body,
-    )
+    done(&body)
 }
