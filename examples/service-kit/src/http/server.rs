@@ -27,7 +27,7 @@
 //! starts the moment a kept-alive connection goes idle, so it cannot tell "idle between
 //! requests" from "slow head", and hyper has no idle timeout of its own. Each connection
 //! therefore tracks its requests in flight and when it last went idle or started a head
-//! ([`Activity`]), and a watchdog beside the connection closes it at the deadline that applies.
+//! (`Activity`), and a watchdog beside the connection closes it at the deadline that applies.
 //! hyper's own header timer is still set, at the sum of both timeouts, as a backstop that never
 //! fires first.
 //!
