@@ -1,16 +1,24 @@
-//! `/admin` (admin token): accounts, the ledger's sums, sagas and parked callbacks.
+//! `/admin` (admin token, or the console's session cookie): accounts, the ledger's sums, and
+//! the kit's shared endpoints ([`steadfast_service_kit::admin`]) over the callback queue, the
+//! provider breaker and the payout sagas: the same admin API as the webhook's for the same
+//! things, which the console ([`crate::console`]) is a client of.
 //!
 //! | route | does |
 //! |---|---|
 //! | `POST /admin/accounts` `{"id","currency"}` | create an account (201; 409 if it exists) |
 //! | `GET /admin/ledger` | ledger sums and whether the invariant holds |
-//! | `GET /admin/sagas?state=failed&limit=100` | payout sagas, newest first, by state |
-//! | `GET /admin/sagas/{id}` | one saga: summary, steps with attempts and errors |
-//! | `POST /admin/sagas/{id}/retry` | send a parked saga back to work (fresh budgets) |
-//! | `GET /admin/callbacks?state=dead&limit=100` | callbacks in a state (default: parked) |
+//! | `GET /admin/callbacks?state=dead&limit=100` | callbacks in a state (default: parked), a JSON array |
 //! | `POST /admin/callbacks/{id}/replay` | replay one parked callback |
+//! | `GET /admin/stats` | the callback queue's depth by state over the last hour, throughput, breakers open |
+//! | `GET /admin/dlq?...`, `GET`/`DELETE /admin/dlq/{id}`, `POST /admin/dlq/{id}/replay`, `/run-now`, `POST /admin/dlq/replay`, `/purge` | the callback queue's messages (filtered, paged), one, replay, bulk replay and purge |
+//! | `GET /admin/breakers`, `POST /admin/breakers/momo-provider/{open,close,reset}` | the provider breaker |
+//! | `GET /admin/sagas?state=failed&limit=100` | payout sagas, newest first, by state: `{"sagas": [...]}` |
+//! | `GET /admin/sagas/{id}` | one saga: `{"saga", "input", "steps", "log"}` |
+//! | `POST /admin/sagas/{id}/retry` | send a parked saga back to work (fresh budgets) |
+//! | `POST /admin/sagas/{id}/resolve?note=` | mark a parked saga handled by hand |
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +29,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use steadfast_dlq::{Filter, MessageId, Page};
-use steadfast_saga::{ListFilter, SagaId};
+use steadfast_service_kit::admin::{AdminApi, DeadLetters, NamedBreaker, Sagas, guard};
 
 use crate::app::AppState;
 use crate::callback::CALLBACK_QUEUE;
@@ -29,16 +37,28 @@ use crate::http::v1::{AccountView, body};
 use crate::money::{self, Currency};
 use crate::problem::{self, bad_request, problem};
 
-/// The admin routes (the caller adds the token check).
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The admin routes, behind the admin token (bearer, or the console's cookie and CSRF
+/// header).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let checks = state.checks.clone();
+    let api = AdminApi::new(state.config.admin_token.clone())
+        .dead_letters(DeadLetters::new(state.queue.clone(), CALLBACK_QUEUE))
+        .queue_history(Arc::new(move || checks.history()))
+        .breakers(Arc::new(vec![NamedBreaker {
+            name: state.provider_breaker.name().to_owned(),
+            service: None,
+            breaker: state.provider_breaker.clone(),
+        }]))
+        .sagas(Sagas::new(state.sagas.clone()).named(crate::payout::SAGA_NAME));
+    api.routes()
         .route("/accounts", post(create_account))
         .route("/ledger", get(ledger))
-        .route("/sagas", get(sagas))
-        .route("/sagas/{id}", get(saga))
-        .route("/sagas/{id}/retry", post(retry_saga))
         .route("/callbacks", get(callbacks))
         .route("/callbacks/{id}/replay", post(replay_callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.guard(),
+            guard::require,
+        ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,65 +97,6 @@ async fn ledger(State(state): State<AppState>) -> Response {
 struct ListQuery {
     state: Option<String>,
     limit: Option<usize>,
-}
-
-fn saga_error(e: &steadfast_saga::Error) -> Response {
-    match e {
-        steadfast_saga::Error::NotFound(_) => {
-            problem(StatusCode::NOT_FOUND, "not-found", e.to_string())
-        }
-        e if e.is_transient() => {
-            tracing::error!(error = %e, "saga store unavailable");
-            problem::unavailable()
-        }
-        e => problem(StatusCode::CONFLICT, "saga-conflict", e.to_string()),
-    }
-}
-
-async fn sagas(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    let mut filter = ListFilter::default().name(crate::payout::SAGA_NAME);
-    if let Some(s) = q.state.as_deref() {
-        match steadfast_saga::State::from_str(s) {
-            Ok(s) => filter.state = Some(s),
-            Err(_) => return bad_request(format!("unknown saga state {s:?}")),
-        }
-    }
-    if let Some(limit) = q.limit {
-        filter = filter.limit(limit);
-    }
-    match state.sagas.list(&filter).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => saga_error(&e),
-    }
-}
-
-async fn saga(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = SagaId::new(id) else {
-        return bad_request("not a saga id");
-    };
-    match state.sagas.inspect(&id).await {
-        Ok(log) => Json(json!({
-            "summary": log.summary,
-            "input": log.input,
-            "steps": log.steps(),
-        }))
-        .into_response(),
-        Err(e) => saga_error(&e),
-    }
-}
-
-async fn retry_saga(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = SagaId::new(id) else {
-        return bad_request("not a saga id");
-    };
-    match state.sagas.retry(&id).await {
-        Ok(new_state) => {
-            // The operator cleared the lease; this process's recovery loop (or another's)
-            // claims it on its next poll.
-            Json(json!({"id": id, "state": new_state})).into_response()
-        }
-        Err(e) => saga_error(&e),
-    }
 }
 
 async fn callbacks(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {

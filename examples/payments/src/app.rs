@@ -5,7 +5,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steadfast_dlq::Queue;
 use steadfast_saga::Operator;
-use steadfast_webhook::ratelimit::IpRateLimiter;
+use steadfast_service_kit::ratelimit::IpRateLimiter;
 
 use crate::checks::Checks;
 use crate::config::Config;
@@ -34,6 +34,8 @@ pub struct AppState {
     pub checks: Checks,
     /// `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The provider breaker (`momo-provider`), for the admin API's breaker control.
+    pub provider_breaker: steadfast_circuit_breaker::CircuitBreaker,
 }
 
 impl std::fmt::Debug for AppState {

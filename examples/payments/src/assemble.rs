@@ -23,8 +23,8 @@ use steadfast_saga::{
     MemorySagaStore, Operator, PostgresSagaStore, RunnerConfig, SagaRunner, SagaStore,
     SqliteSagaStore,
 };
-use steadfast_webhook::http::server::{Limits, serve};
-use steadfast_webhook::ratelimit::IpRateLimiter;
+use steadfast_service_kit::http::server::{Limits, serve};
+use steadfast_service_kit::ratelimit::IpRateLimiter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -215,15 +215,13 @@ pub async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores
             });
         }
         Backend::Sqlite => {
-            let (pool, instance) = steadfast_webhook::assemble::sqlite_pool(
+            let (pool, instance) = steadfast_service_kit::storage::sqlite_pool(
                 &config.storage.sqlite_path,
                 config.storage.pool_size,
             )
             .await
             .map_err(|e| match e {
-                steadfast_webhook::assemble::StartupError::Store { message, .. } => {
-                    store("sqlite")(message)
-                }
+                steadfast_service_kit::Error::Sqlite(message) => store("sqlite")(message),
                 other => store("sqlite")(other.to_string()),
             })?;
             migrate_sqlite(&pool).await?;
@@ -339,8 +337,13 @@ impl App {
         )
         .map_err(|e| setup("provider client")(e.to_string()))?;
         let breaker = CircuitBreaker::named("momo-provider", options.tuning.breaker.clone());
-        let saga = definition(stores.ledger.clone(), provider, breaker, &options.tuning)
-            .map_err(|e| setup("payout saga")(e.to_string()))?;
+        let saga = definition(
+            stores.ledger.clone(),
+            provider,
+            breaker.clone(),
+            &options.tuning,
+        )
+        .map_err(|e| setup("payout saga")(e.to_string()))?;
         let runner_config = RunnerConfig::builder()
             .owner(format!("payments-{}", uuid::Uuid::new_v4().simple()))
             .lease(options.saga_lease)
@@ -365,6 +368,7 @@ impl App {
             ),
             checks: Checks::new(stores.ledger.clone(), stores.queue.clone(), stores.kind),
             metrics,
+            provider_breaker: breaker,
         };
         let router = crate::http::router(state.clone(), idempotency, options.extras);
         Ok(App {

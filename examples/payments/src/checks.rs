@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use steadfast_dlq::Queue;
+use steadfast_service_kit::queue_history::{DepthSample, QueueHistory};
 
 use crate::callback::CALLBACK_QUEUE;
 use crate::ledger::{Ledger, Totals};
@@ -46,6 +47,8 @@ pub struct Checks {
     ledger: Arc<dyn Ledger>,
     queue: Arc<dyn Queue>,
     storage: &'static str,
+    /// The callback queue's recent statistics, for the console's overview (`/admin/stats`).
+    history: Arc<Mutex<QueueHistory>>,
 }
 
 impl std::fmt::Debug for Checks {
@@ -73,7 +76,13 @@ impl Checks {
             ledger,
             queue,
             storage,
+            history: Arc::default(),
         }
+    }
+
+    /// The callback queue's recent statistics (a reading per refresh, a sample a minute).
+    pub fn history(&self) -> QueueHistory {
+        self.history.lock().clone()
     }
 
     /// The last snapshot.
@@ -88,7 +97,23 @@ impl Checks {
         let callbacks = stats
             .as_ref()
             .and_then(|all| all.iter().find(|s| s.queue == CALLBACK_QUEUE).cloned());
-        let (parked, queued) = callbacks.map_or((0, 0), |s| (s.dead(), s.depth()));
+        let (parked, queued) = callbacks.as_ref().map_or((0, 0), |s| (s.dead(), s.depth()));
+        if let Some(s) = &callbacks {
+            self.history
+                .lock()
+                .record(DepthSample::from_stats(s, Utc::now()));
+        } else if stats.is_some() {
+            // No callback yet: the queue is empty, which is a reading too.
+            self.history.lock().record(DepthSample {
+                at: Utc::now(),
+                pending: 0,
+                running: 0,
+                retrying: 0,
+                dead: 0,
+                done: 0,
+                oldest_due_age_seconds: 0.0,
+            });
+        }
         let snapshot = Snapshot {
             status: if totals.is_some() && stats.is_some() {
                 "ok"

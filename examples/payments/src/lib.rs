@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod callback;
 pub mod checks;
 pub mod config;
+pub mod console;
 pub mod fake_provider;
 pub mod http;
 pub mod ledger;

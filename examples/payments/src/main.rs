@@ -101,6 +101,10 @@ fn banner(config: &Config, fake: Option<SocketAddr>) {
     }
     eprintln!();
     eprintln!(" Listening on http://{}", config.listen);
+    eprintln!(
+        " Ops console: http://{}/admin/ui (log in with admin.token)",
+        config.listen
+    );
     if let Some(addr) = fake {
         eprintln!(
             " Fake mobile-money provider on http://{addr} (msisdn ...0000 refused, ...1111 FAILED)"

@@ -1,9 +1,9 @@
-//! Error answers: RFC 9457 problem details through the webhook's `Problem`, with this
+//! Error answers: RFC 9457 problem details through the kit's `Problem`, with this
 //! service's problem types.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-pub use steadfast_webhook::problem::{CONTENT_TYPE, Problem};
+pub use steadfast_service_kit::problem::{CONTENT_TYPE, Problem};
 
 use crate::ledger::LedgerError;
 

@@ -108,11 +108,15 @@ async fn refused_and_failed_release(backend: Backend) {
         .filter(|r| r.reference_id.as_deref() == Some(refused.as_str()))
         .count();
     assert_eq!(asked, 1);
-    // Their sagas ended compensated.
-    let sagas = h.admin_get("/sagas?state=compensated").await;
-    assert_eq!(sagas.as_array().unwrap().len(), 2, "{sagas}");
+    // Their sagas end compensated: the release (which fails the payout) is the compensation's
+    // step, and the saga's own `compensated` is written just after it, so wait for it.
+    eventually("both sagas compensated", async || {
+        let sagas = h.admin_get("/sagas?state=compensated").await;
+        sagas["sagas"].as_array().unwrap().len() == 2
+    })
+    .await;
     let log = h.admin_get(&format!("/sagas/{failed}")).await;
-    assert_eq!(log["summary"]["state"], "compensated", "{log}");
+    assert_eq!(log["saga"]["state"], "compensated", "{log}");
     h.finish().await;
 }
 

@@ -1,4 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod console;
+mod error;
+pub mod http;
+pub mod mask;
+pub mod metrics;
+pub mod problem;
+pub mod queue_history;
+pub mod ratelimit;
+pub mod secret;
+pub mod storage;
 pub mod telemetry;
+
+pub use error::Error;

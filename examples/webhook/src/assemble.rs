@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use steadfast_circuit_breaker::Preset;
 use steadfast_dlq::{MemoryQueue, PostgresQueue, Queue, SqliteInstanceLock, SqliteQueue, Worker};
 use steadfast_idempotency::{DedupStore, Deduplicator, MemoryStore, RedisStore};
@@ -39,7 +39,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::AppState;
 use crate::config::{Backend, Config};
-use crate::http::server::{self, Limits};
+use crate::http::server;
 use crate::ingest::Ingestor;
 use crate::ratelimit::IpRateLimiter;
 use crate::signature::Verifier;
@@ -93,10 +93,7 @@ struct Stores {
     instance: Option<SqliteInstanceLock>,
 }
 
-/// How long taking a pooled connection may wait (opening one included). Short, so that a
-/// down or stalled database turns into a prompt 503 rather than a request held open; a
-/// healthy pool hands out a connection in microseconds to milliseconds.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+pub use steadfast_service_kit::storage::ACQUIRE_TIMEOUT;
 
 /// Connects to Postgres (with a bounded acquire time, so a down database answers 503 quickly).
 pub async fn connect_postgres(config: &Config) -> Result<PgPool, StartupError> {
@@ -169,36 +166,21 @@ pub async fn migrate(database_url: &str) -> Result<(), StartupError> {
     migrate_pool(&pool).await
 }
 
-/// Opens the SQLite database file at `path` for one service instance: its folder created,
-/// this process's instance lock taken (a second instance fails here, naming the file), one
-/// pool of `pool_size` connections for every store, with the stores' connect options (WAL,
-/// `synchronous = FULL`, busy timeout). The payments service opens its file the same way.
+/// Opens the SQLite database file at `path` for one service instance (the kit's
+/// [`steadfast_service_kit::storage::sqlite_pool`]), its error as a start-up error.
 pub async fn sqlite_pool(
     path: &std::path::Path,
     pool_size: u32,
 ) -> Result<(SqlitePool, SqliteInstanceLock), StartupError> {
-    let sqlite = |message: String| StartupError::Store {
-        what: "sqlite",
-        message,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            sqlite(format!(
-                "cannot create the folder {} (storage.sqlite_path): {e}",
-                dir.display()
-            ))
-        })?;
-    }
-    let instance = SqliteInstanceLock::acquire(path)
+    steadfast_service_kit::storage::sqlite_pool(path, pool_size)
         .await
-        .map_err(|e| sqlite(e.to_string()))?;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(pool_size)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(SqliteQueue::connect_options(path))
-        .await
-        .map_err(|e| sqlite(format!("cannot open {}: {e}", path.display())))?;
-    Ok((pool, instance))
+        .map_err(|e| StartupError::Store {
+            what: "sqlite",
+            message: match e {
+                steadfast_service_kit::Error::Sqlite(m) => m,
+                other => other.to_string(),
+            },
+        })
 }
 
 /// Opens the SQLite file of `config` ([`sqlite_pool`]) and applies each store's migrations.
@@ -555,7 +537,7 @@ impl App {
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
-        let limits = Limits::from_config(&self.state.config.http);
+        let limits = crate::http::limits(&self.state.config.http);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = JoinSet::new();
         match ops {

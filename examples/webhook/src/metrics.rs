@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+pub use steadfast_service_kit::metrics::{ADMIN_AUTH_FAILURES, CONNECTIONS_CLOSED, RATE_LIMITED};
 
 /// HTTP requests, labelled `route`, `method`, `status`.
 pub const HTTP_REQUESTS: &str = "webhook_http_requests_total";
@@ -13,8 +14,6 @@ pub const HTTP_REQUESTS: &str = "webhook_http_requests_total";
 pub const HTTP_DURATION: &str = "webhook_http_request_duration_seconds";
 /// Signature failures, labelled `reason` (`missing`, `malformed`, `mismatch`).
 pub const SIGNATURE_FAILURES: &str = "webhook_signature_failures_total";
-/// Requests refused by the rate limit.
-pub const RATE_LIMITED: &str = "webhook_rate_limited_total";
 /// Inbound messages, labelled `outcome` (`accepted`, `duplicate`, `malformed`, `stale`).
 pub const MESSAGES: &str = "webhook_messages_total";
 /// Changes or deliveries ignored (unknown `field` / `object`).
@@ -53,10 +52,6 @@ pub const CONVERSATIONS_PRUNED: &str = "webhook_conversations_pruned_total";
 /// Queue store calls of the worker that failed or outlasted `storage.store_timeout` (claim,
 /// heartbeat, ack, fail, release, stats); the worker keeps going and leases recover.
 pub const WORKER_STORE_ERRORS: &str = "webhook_worker_store_errors_total";
-/// Connections the server closed on its own, labelled `reason` (`header_timeout`, `idle`).
-pub const CONNECTIONS_CLOSED: &str = "webhook_http_connections_closed_total";
-/// Admin API requests refused for their token, labelled `reason` (`missing`, `mismatch`).
-pub const ADMIN_AUTH_FAILURES: &str = "webhook_admin_auth_failures_total";
 
 /// Reply actions ignored, labelled `reason` (`malformed`, `unknown_type`, `not_configured`,
 /// `duplicate`, `bad_message_id`).

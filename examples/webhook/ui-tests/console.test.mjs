@@ -11,36 +11,22 @@
 // /usr/bin/chromium).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { freePort, launch, letters, logger, logOut, openPage, refusedThenLoggedIn, repo, shot, shots, start, until } from "./harness.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../../..");
 const bin = process.env.WEBHOOK_BIN || path.join(repo, "target/debug/steadfast-webhook");
-const shots = path.join(repo, "target/ui-screenshots");
 const APP_SECRET = "ui-test-app-secret-0123456789";
 const ADMIN_TOKEN = "ui-test-admin-token-0123456789";
 const SENDER = "250788123456";
 // Unique per run, so a store that outlives the run never sees it as a duplicate; letters only,
 // because the console masks long runs of digits (phone numbers) wherever they appear.
-const WAMID = "wamid.UI." + Date.now().toString(36).replace(/[0-9]/g, (d) => "abcdefghij"[d]);
+const WAMID = "wamid.UI." + letters(Date.now());
 
-function log(...args) { console.log("[ui]", ...args); }
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
+const log = logger("ui");
 
 // The fake downstream: 503 while `failing`, else a reply; counts deliveries per message id.
 const fake = { failing: true, delivered: new Map() };
@@ -57,15 +43,6 @@ const downstream = http.createServer((req, res) => {
   });
 });
 
-async function until(what, check, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error("timed out waiting for: " + what);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 function delivery(text) {
   const now = Math.floor(Date.now() / 1000);
   return JSON.stringify({
@@ -77,16 +54,6 @@ function delivery(text) {
       messages: [{ from: SENDER, id: WAMID, timestamp: String(now), type: "text", text: { body: text } }],
     } }] }],
   });
-}
-
-async function noHorizontalScroll(page, name) {
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(width <= 1280, `${name}: page is ${width}px wide at a 1280px window`);
-}
-
-async function shot(page, name) {
-  await noHorizontalScroll(page, name);
-  await page.screenshot({ path: path.join(shots, name + ".png"), fullPage: true });
 }
 
 async function main() {
@@ -116,16 +83,8 @@ default_service = "jobs"
 [storage]
 sqlite_path = "${path.join(dir, "webhook.db")}"
 `);
-  // The service runs on its own SQLite file: scripts/test exports DATABASE_URL and REDIS_URL
-  // for the Rust tests, and either would send it to the shared databases instead.
-  const env = { ...process.env, RUST_LOG: "warn" };
-  delete env.DATABASE_URL;
-  delete env.REDIS_URL;
-  const service = spawn(bin, ["--config", config], { stdio: ["ignore", "pipe", "pipe"], env });
-  let output = "";
-  service.stdout.on("data", (d) => { output += d; });
-  service.stderr.on("data", (d) => { output += d; });
-  const exited = new Promise((r) => service.once("exit", r));
+  // The service runs on its own SQLite file (`start` drops DATABASE_URL and REDIS_URL).
+  const service = start(bin, ["--config", config]);
   const base = `http://127.0.0.1:${ops}`;
   let browser;
   try {
@@ -142,32 +101,11 @@ sqlite_path = "${path.join(dir, "webhook.db")}"
     });
     assert.equal(res.status, 200, await res.text());
 
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-      args: ["--no-sandbox", "--disable-dev-shm-usage"],
-    });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const dialogs = [];
-    page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
-    const consoleErrors = [];
-    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    browser = await launch();
+    const { context, page, dialogs, consoleErrors } = await openPage(browser);
 
-    log("a wrong token is refused");
-    await page.goto(base + "/admin/ui");
-    assert.match(page.url(), /\/admin\/ui\/login$/);
-    await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
-    const refused = page.waitForResponse((r) => r.url().endsWith("/admin/ui/login") && r.request().method() === "POST");
-    await page.getByRole("button", { name: "Log in" }).click();
-    assert.equal((await refused).status(), 401);
-    await page.getByText("That is not the admin token.").waitFor();
-    assert.equal((await context.cookies()).length, 0, "no cookie for a wrong token");
-    await shot(page, "login-refused");
-
-    log("log in");
-    await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
-    await page.getByRole("button", { name: "Log in" }).click();
-    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    log("a wrong token is refused, then log in");
+    await refusedThenLoggedIn(page, context, base, ADMIN_TOKEN, "login-refused");
     const [cookie] = await context.cookies();
     assert.equal(cookie.name, "steadfast_admin");
     assert.ok(cookie.httpOnly && cookie.sameSite === "Strict" && cookie.path === "/admin");
@@ -248,20 +186,15 @@ sqlite_path = "${path.join(dir, "webhook.db")}"
     await shot(page, "sagas");
 
     log("log out");
-    await page.getByRole("button", { name: "Log out" }).click();
-    await page.waitForURL(/\/admin\/ui\/login$/);
-    await page.goto(base + "/admin/ui/breakers");
-    assert.match(page.url(), /\/admin\/ui\/login$/);
+    await logOut(page, base, "/admin/ui/breakers", consoleErrors);
 
-    assert.deepEqual(consoleErrors.filter((e) => !e.includes("401")), [], "no script errors");
     log("all passed; screenshots in", shots);
   } catch (e) {
-    console.error(output.split("\n").slice(-40).join("\n"));
+    console.error(service.output().split("\n").slice(-40).join("\n"));
     throw e;
   } finally {
     if (browser) await browser.close();
-    service.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    await service.stop();
     downstream.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use steadfast_webhook::config::{Secret, generate_missing};
+use steadfast_service_kit::secret::{Secret, generate_missing};
 
 mod error;
 mod momo;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use steadfast_webhook::config::Secret;
+use steadfast_service_kit::secret::Secret;
 
 use super::ConfigError;
 

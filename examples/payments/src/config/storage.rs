@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-pub use steadfast_webhook::config::Backend;
-use steadfast_webhook::config::Secret;
+use steadfast_service_kit::secret::Secret;
+pub use steadfast_service_kit::storage::Backend;
 
 use super::ConfigError;
 

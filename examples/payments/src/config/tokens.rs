@@ -1,7 +1,7 @@
 //! `[api]` and `[admin]`: the bearer tokens of `/v1` and `/admin`.
 
 use serde::{Deserialize, Serialize};
-use steadfast_webhook::config::Secret;
+use steadfast_service_kit::secret::Secret;
 
 use super::ConfigError;
 

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use steadfast_dlq::NewMessage;
-use steadfast_webhook::ratelimit::Verdict;
+use steadfast_service_kit::ratelimit::Verdict;
 use tracing::Instrument;
 
 use crate::app::AppState;

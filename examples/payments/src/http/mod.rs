@@ -1,5 +1,5 @@
-//! The HTTP surface: routes and middleware. The server that runs them is the webhook's
-//! hardened hyper server ([`steadfast_webhook::http::server`]).
+//! The HTTP surface: routes and middleware. The server that runs them is the kit's
+//! hardened hyper server ([`steadfast_service_kit::http::server`]).
 
 pub mod auth;
 pub mod callback;
@@ -28,10 +28,10 @@ pub struct Extras {
     pub bench_route: bool,
 }
 
-/// The full router.
+/// The full router: `/v1` (API token), `/admin` and the console at `/admin/ui` (admin
+/// token), `/momo/callback`, `/health`, `/metrics`.
 pub fn router(state: AppState, idempotency: Idempotency, extras: Extras) -> Router {
     let api_token = Token(Arc::from(state.config.api_token.expose().as_bytes()));
-    let admin_token = Token(Arc::from(state.config.admin_token.expose().as_bytes()));
     // Layers run outside-in in reverse order of `.layer` calls: the token check first, then
     // the idempotency layer (required keys, scoped per token), then the handler.
     let v1 = Router::new()
@@ -41,10 +41,12 @@ pub fn router(state: AppState, idempotency: Idempotency, extras: Extras) -> Rout
         .route("/payouts/{id}", get(v1::payout))
         .layer(IdempotencyLayer::new(idempotency).scope(|parts| auth::scope(&parts.headers)))
         .layer(from_fn_with_state(api_token.clone(), auth::require));
-    let admin = crate::admin::router().layer(from_fn_with_state(admin_token, auth::require));
+    let admin = crate::admin::router(&state);
+    let console = crate::console::console(&state, admin.clone());
     let mut app = Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin)
+        .merge(console.router())
         .route("/momo/callback", post(callback::receive))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics));

@@ -148,7 +148,7 @@ pub async fn create_payout(State(state): State<AppState>, raw: Bytes) -> Respons
         }
         return problem::unavailable();
     }
-    tracing::info!(payout = %payout.id, msisdn = %steadfast_webhook::mask::mask_phone(&payout.msisdn), amount = payout.amount, "payout accepted");
+    tracing::info!(payout = %payout.id, msisdn = %steadfast_service_kit::mask::mask_phone(&payout.msisdn), amount = payout.amount, "payout accepted");
     (
         StatusCode::ACCEPTED,
         Json(json!({"id": payout.id, "status": "pending"})),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use steadfast_saga::StepError;
-use steadfast_webhook::config::Secret;
+use steadfast_service_kit::secret::Secret;
 
 use crate::ledger::Payout;
 
@@ -119,7 +119,7 @@ impl ProviderClient {
         metrics::counter!(crate::metrics::PROVIDER_CALLS, "outcome" => label).increment(1);
         metrics::histogram!(crate::metrics::PROVIDER_DURATION)
             .record(started.elapsed().as_secs_f64());
-        tracing::info!(payout = %payout.id, msisdn = %steadfast_webhook::mask::mask_phone(&payout.msisdn), outcome = label, "disbursement requested");
+        tracing::info!(payout = %payout.id, msisdn = %steadfast_service_kit::mask::mask_phone(&payout.msisdn), outcome = label, "disbursement requested");
         outcome
     }
 }

@@ -37,31 +37,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId(pub String);
 
-/// Why telemetry could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    /// A `[telemetry]` value (or its environment variable) is invalid.
-    #[error("invalid {key}: {message}")]
-    Invalid {
-        /// The key, e.g. `telemetry.sample_ratio`.
-        key: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The OTLP exporter could not be built.
-    #[error("OTLP exporter: {0}")]
-    Exporter(String),
-}
-
-impl TelemetryError {
-    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        TelemetryError::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// Accepts a caller's id when it is 1-128 visible ASCII characters; anything else (which could
 /// forge log lines or carry junk) is replaced.
 pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {

@@ -13,8 +13,9 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use super::TelemetrySettings;
 use super::format::WithTraceIds;
-use super::{TelemetryError, TelemetrySettings};
+use crate::Error as TelemetryError;
 
 /// Whether the OpenTelemetry layer is installed. Everything that only matters to traces
 /// (extracting or injecting `traceparent`, carriers for the queue) checks it first, so a

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::TelemetryError;
+use crate::Error as TelemetryError;
 
 /// Standard: the OTLP base endpoint (`/v1/traces` is appended for traces).
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";

@@ -46,7 +46,6 @@ mod conversation;
 mod error;
 mod http;
 mod rate_limit;
-mod secret;
 mod services;
 mod storage;
 mod telemetry;
@@ -62,11 +61,11 @@ pub use http::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_DELIVERY, HttpConfig, RawHttp,
 };
 pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
-pub use secret::{Secret, generate_missing};
 pub use services::{
     BreakerSpec, CustomBreaker, DEFAULT_FALLBACK_REPLY, RawBreaker, RawRouting, RawService,
     SEED_DEFAULT_SERVICE, ServiceConfig, seed_services,
 };
+pub use steadfast_service_kit::secret::{Secret, generate_missing};
 pub use storage::{
     Backend, DEFAULT_DEDUP_WINDOW, DEFAULT_SQLITE_PATH, DEFAULT_STORE_TIMEOUT, RawStorage,
     StorageConfig,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use steadfast_service_kit::storage::Backend;
+
 use super::{ConfigError, Secret, check};
 
 /// Default bound of one store call.
@@ -20,64 +22,6 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Default SQLite database file (relative to the working directory; its folder is created).
 pub const DEFAULT_SQLITE_PATH: &str = "./steadfast-data/webhook.db";
-
-/// Where the queue, dead letters, conversations and sagas live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// In-process stores: nothing survives a restart (tests and `--demo`).
-    Memory,
-    /// One SQLite file: durable, one instance per file.
-    Sqlite,
-    /// Postgres (and optionally Redis): durable, several instances side by side.
-    Postgres,
-}
-
-impl Backend {
-    /// The backend of `storage.backend` (`explicit`) given whether a database URL is set:
-    /// unset picks Postgres with a URL and SQLite without; an explicit backend that
-    /// contradicts the URL is refused (the problem, for the `storage.backend` key's error)
-    /// rather than guessed: a deployment that sets `DATABASE_URL` and still runs on a local
-    /// file (or in memory) would be a silent surprise either way.
-    pub fn resolve(explicit: Option<&str>, has_database_url: bool) -> Result<Backend, String> {
-        let Some(text) = explicit.map(str::trim) else {
-            return Ok(if has_database_url {
-                Backend::Postgres
-            } else {
-                Backend::Sqlite
-            });
-        };
-        let chosen = match text {
-            "postgres" => Backend::Postgres,
-            "sqlite" => Backend::Sqlite,
-            "memory" => Backend::Memory,
-            other => {
-                return Err(format!(
-                    "{other:?} is not one of \"sqlite\", \"postgres\", \"memory\""
-                ));
-            }
-        };
-        match (chosen, has_database_url) {
-            (Backend::Postgres, false) => {
-                Err("is \"postgres\" but storage.database_url (DATABASE_URL) is not set".to_owned())
-            }
-            (Backend::Sqlite | Backend::Memory, true) => Err(format!(
-                "is {:?} (or --demo) but storage.database_url (DATABASE_URL) is also set: \
-                 unset one of them",
-                chosen.as_str()
-            )),
-            _ => Ok(chosen),
-        }
-    }
-
-    /// The value of `storage.backend` naming this backend.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Memory => "memory",
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
 
 /// The `[storage]` table as written in the file, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use steadfast_service_kit::telemetry::TelemetryError;
 pub use steadfast_service_kit::telemetry::{RawTelemetry, TelemetrySettings};
 
 use super::ConfigError;
@@ -19,7 +18,9 @@ pub(super) fn settings(
     env: &HashMap<String, String>,
 ) -> Result<TelemetrySettings, ConfigError> {
     TelemetrySettings::resolve(raw, env, SERVICE_NAME).map_err(|e| match e {
-        TelemetryError::Invalid { key, message } => ConfigError::invalid(key, message),
+        steadfast_service_kit::Error::InvalidSetting { key, message } => {
+            ConfigError::invalid(key, message)
+        }
         other => ConfigError::invalid("telemetry", other.to_string()),
     })
 }

@@ -21,7 +21,7 @@ pub struct Lookup {
 
 /// `GET /admin/ui/conversations?number=`.
 pub async fn page(
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Query(q): Query<Lookup>,
 ) -> Response {
@@ -39,8 +39,17 @@ pub async fn page(
 </form>"#,
         super::BASE
     );
+    let done = |body: &str| {
+        html::page(
+            &console,
+            "Conversations",
+            "/conversations",
+            &session.csrf,
+            body,
+        )
+    };
     if number.is_empty() {
-        return html::page("Conversations", "/conversations", &session.csrf, &body);
+        return done(&body);
     }
     let c = match api
         .get(&format!("/admin/conversations/{}", url_part(number)))
@@ -54,7 +63,7 @@ pub async fn page(
                 esc(&crate::mask::mask_phone(number)),
                 html::error_box(&e)
             );
-            return html::page("Conversations", "/conversations", &session.csrf, &body);
+            return done(&body);
         }
     };
     let ctx = &c["context"];
@@ -117,5 +126,5 @@ pub async fn page(
         }
         body.push_str("</ol>");
     }
-    html::page("Conversations", "/conversations", &session.csrf, &body)
+    done(&body)
 }

@@ -2,13 +2,15 @@
 
 pub mod health;
 pub mod middleware;
-pub mod server;
 pub mod webhook;
+
+pub use steadfast_service_kit::http::server;
 
 use axum::Router;
 use axum::routing::get;
 
 use crate::app::AppState;
+use crate::config::HttpConfig;
 
 /// The full router: `/webhook`, `/health`, `/metrics` and (when a token is set) `/admin` and
 /// the console (`/admin/ui`), all
@@ -69,4 +71,13 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::header_limit))
         .layer(axum::middleware::from_fn(middleware::request_metrics))
         .layer(axum::middleware::from_fn(crate::telemetry::middleware))
+}
+
+/// The connection limits of the `[http]` configuration, for [`server::serve`].
+pub fn limits(http: &HttpConfig) -> server::Limits {
+    server::Limits {
+        max_connections: http.max_connections,
+        header_read_timeout: http.header_read_timeout,
+        keep_alive_timeout: http.keep_alive_timeout,
+    }
 }

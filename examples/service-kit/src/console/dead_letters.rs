@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
 use chrono::{NaiveDateTime, Utc};
 use serde::Deserialize;
@@ -18,7 +18,6 @@ use serde_json::Value;
 use super::api::Api;
 use super::auth::PageSession;
 use super::html::{self, esc, url_part};
-use crate::app::AppState;
 
 /// The list's filters, as the form sends them.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +30,82 @@ pub struct ListQuery {
     service: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
+}
+
+/// What the dead-letter pages show of a service's messages.
+#[derive(Debug, Clone)]
+pub struct DeadLetterView {
+    services: Vec<String>,
+    label_key: String,
+    group: GroupColumn,
+}
+
+/// How a message's group key (`group_key`) is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupColumn {
+    /// A phone number (a sender), masked as one, under this column title.
+    Phone(String),
+    /// Not the group key but this payload field, under a column title (`("For",
+    /// "externalId")`), digit runs masked.
+    Payload(String, String),
+    /// Not shown.
+    Hidden,
+}
+
+impl Default for DeadLetterView {
+    /// Labelled by the payload's `message_id`, grouped by sender (`From`), no services.
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            label_key: "message_id".to_owned(),
+            group: GroupColumn::Phone("From".to_owned()),
+        }
+    }
+}
+
+impl DeadLetterView {
+    /// The downstream services a message can fail on: a filter, and a column read from each
+    /// message's last error ([`service_of`]).
+    pub fn services(mut self, services: Vec<String>) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// The payload key whose value names a message in the list (its link text).
+    pub fn label_key(mut self, key: impl Into<String>) -> Self {
+        self.label_key = key.into();
+        self
+    }
+
+    /// How the group key is shown.
+    pub fn group(mut self, group: GroupColumn) -> Self {
+        self.group = group;
+        self
+    }
+
+    fn label(&self, m: &Value) -> String {
+        let raw = match m["payload"].get(&self.label_key) {
+            Some(v) if !v.is_null() => html::text(&m["payload"], &self.label_key),
+            _ => html::text(m, "id"),
+        };
+        html::mask_digits(&raw)
+    }
+
+    fn group_title(&self) -> Option<&str> {
+        match &self.group {
+            GroupColumn::Phone(t) | GroupColumn::Payload(t, _) => Some(t),
+            GroupColumn::Hidden => None,
+        }
+    }
+
+    fn group_of(&self, m: &Value) -> String {
+        let key = html::s(m, "group_key");
+        match &self.group {
+            GroupColumn::Phone(_) => crate::mask::mask_phone(key),
+            GroupColumn::Payload(_, field) => html::mask_digits(html::s(&m["payload"], field)),
+            GroupColumn::Hidden => String::new(),
+        }
+    }
 }
 
 /// Page size of the list.
@@ -97,8 +172,7 @@ fn select(name: &str, label: &str, options: &[(&str, &str)], current: &str) -> S
 
 /// `GET /admin/ui/dead-letters`.
 pub async fn list(
-    State(app): State<AppState>,
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Query(q): Query<ListQuery>,
 ) -> Response {
@@ -108,7 +182,8 @@ pub async fn list(
     let since_raw = q.since.as_deref().unwrap_or("");
     let until_raw = q.until.as_deref().unwrap_or("");
     let limit = q.limit.unwrap_or(PAGE_SIZE).clamp(1, 200).to_string();
-    let services: Vec<String> = app.config.services.iter().map(|s| s.name.clone()).collect();
+    let view = console.dead_letter_view();
+    let services = view.services.clone();
 
     let mut problems = Vec::new();
     let mut time = |raw: &str| {
@@ -153,6 +228,11 @@ pub async fn list(
     ];
     let mut service_options = vec![("", "any")];
     service_options.extend(services.iter().map(|s| (s.as_str(), s.as_str())));
+    let service_select = if services.is_empty() {
+        String::new()
+    } else {
+        select("service", "Service", &service_options, service)
+    };
     let mut body = format!(
         r#"<form class="filters" method="get" action="{base}/dead-letters">
 {state_select}
@@ -165,7 +245,7 @@ pub async fn list(
 </form>"#,
         base = super::BASE,
         state_select = select("state", "State", &states, state),
-        service_select = select("service", "Service", &service_options, service),
+        service_select = service_select,
         kind = esc(kind),
         since = esc(since_raw),
         until = esc(until_raw),
@@ -177,7 +257,13 @@ pub async fn list(
         Ok(v) => v,
         Err(e) => {
             body.push_str(&html::error_box(&e));
-            return html::page("Dead letters", "/dead-letters", &session.csrf, &body);
+            return html::page(
+                &console,
+                "Dead letters",
+                "/dead-letters",
+                &session.csrf,
+                &body,
+            );
         }
     };
     let all = page["messages"].as_array().cloned().unwrap_or_default();
@@ -219,8 +305,16 @@ pub async fn list(
     } else {
         body.push_str(
             "<table class=\"list\"><caption class=\"sr-only\">Messages</caption><thead><tr>\
-             <th scope=\"col\" class=\"w-id\">Message</th><th scope=\"col\">From</th><th scope=\"col\">Service</th>\
-             <th scope=\"col\">Last error</th><th scope=\"col\" class=\"num\">Attempts</th>\
+             <th scope=\"col\" class=\"w-id\">Message</th>",
+        );
+        if let Some(t) = view.group_title() {
+            let _ = write!(body, "<th scope=\"col\">{}</th>", esc(t));
+        }
+        if !services.is_empty() {
+            body.push_str("<th scope=\"col\">Service</th>");
+        }
+        body.push_str(
+            "<th scope=\"col\">Last error</th><th scope=\"col\" class=\"num\">Attempts</th>\
              <th scope=\"col\">Changed</th><th scope=\"col\"><span class=\"sr-only\">Actions</span></th></tr></thead><tbody>",
         );
         for m in &shown {
@@ -240,17 +334,22 @@ pub async fn list(
             let _ = write!(
                 body,
                 "<tr><td><a href=\"{base}/dead-letters/{href}\">{wamid}</a><div class=\"sub\">{state}</div></td>\
-                 <td>{from}</td><td>{svc}</td><td><code>{kind}</code><div class=\"sub\">{message}</div></td>\
+                 {from}{svc}<td><code>{kind}</code><div class=\"sub\">{message}</div></td>\
                  <td class=\"num\">{attempts}/{max}</td><td>{changed}</td><td>{replay}</td></tr>",
                 base = super::BASE,
                 href = url_part(&id),
-                wamid = esc(&short(
-                    &html::mask_digits(&html::text(&m["payload"], "message_id")),
-                    40
-                )),
+                wamid = esc(&short(&view.label(m), 40)),
                 state = html::badge(state),
-                from = esc(&crate::mask::mask_phone(html::s(m, "group_key"))),
-                svc = esc(service_of(m, &services).unwrap_or("—")),
+                from = if view.group_title().is_some() {
+                    format!("<td>{}</td>", esc(&view.group_of(m)))
+                } else {
+                    String::new()
+                },
+                svc = if services.is_empty() {
+                    String::new()
+                } else {
+                    format!("<td>{}</td>", esc(service_of(m, &services).unwrap_or("—")))
+                },
                 kind = esc(kind),
                 message = esc(&short(&html::mask_digits(message), 140)),
                 attempts = html::text(m, "attempts"),
@@ -290,13 +389,18 @@ pub async fn list(
     }
     pager.push_str("</nav>");
     body.push_str(&pager);
-    html::page("Dead letters", "/dead-letters", &session.csrf, &body)
+    html::page(
+        &console,
+        "Dead letters",
+        "/dead-letters",
+        &session.csrf,
+        &body,
+    )
 }
 
 /// `GET /admin/ui/dead-letters/{id}`: one message, its masked payload and every attempt.
 pub async fn message(
-    State(app): State<AppState>,
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Path(id): Path<String>,
 ) -> Response {
@@ -308,10 +412,11 @@ pub async fn message(
                 html::error_box(&e),
                 super::BASE
             );
-            return html::page("Message", "/dead-letters", &session.csrf, &body);
+            return html::page(&console, "Message", "/dead-letters", &session.csrf, &body);
         }
     };
-    let services: Vec<String> = app.config.services.iter().map(|s| s.name.clone()).collect();
+    let view = console.dead_letter_view();
+    let services = view.services.clone();
     let state = html::s(&m, "state");
     let url_id = url_part(&html::text(&m, "id"));
     let mut actions = String::new();
@@ -338,7 +443,7 @@ pub async fn message(
         Some("Delete this message? This cannot be undone."),
     ));
     let delivered = if state == "done" {
-        " <span class=\"sub\">(processed: delivered downstream)</span>"
+        " <span class=\"sub\">(processed)</span>"
     } else {
         ""
     };
@@ -349,8 +454,7 @@ pub async fn message(
 <dt>State</dt><dd id="message-state">{state}{delivered}</dd>
 <dt>Message id</dt><dd><code>{wamid}</code></dd>
 <dt>Queue id</dt><dd><code>{id}</code></dd>
-<dt>From</dt><dd>{from}</dd>
-<dt>Service</dt><dd>{svc}</dd>
+{from}{svc}
 <dt>Attempts</dt><dd>{attempts} of {max}</dd>
 <dt>Received</dt><dd>{created}</dd>
 <dt>Last change</dt><dd>{updated}</dd>
@@ -361,10 +465,21 @@ pub async fn message(
 <h2>Attempts</h2>"#,
         base = super::BASE,
         state = html::badge(state),
-        wamid = esc(&html::mask_digits(&html::text(&m["payload"], "message_id"))),
+        wamid = esc(&view.label(&m)),
         id = esc(&html::text(&m, "id")),
-        from = esc(&crate::mask::mask_phone(html::s(&m, "group_key"))),
-        svc = esc(service_of(&m, &services).unwrap_or("—")),
+        from = view.group_title().map_or_else(String::new, |t| format!(
+            "<dt>{}</dt><dd>{}</dd>",
+            esc(t),
+            esc(&view.group_of(&m))
+        )),
+        svc = if services.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<dt>Service</dt><dd>{}</dd>",
+                esc(service_of(&m, &services).unwrap_or("—"))
+            )
+        },
         attempts = html::text(&m, "attempts"),
         max = html::text(&m, "max_attempts"),
         created = html::time(&m, "created_at"),
@@ -400,7 +515,7 @@ pub async fn message(
     }
     body.push_str("<h2>Payload <span class=\"sub\">(phone numbers masked)</span></h2>");
     body.push_str(&html::json_block(&m["payload"]));
-    html::page("Message", "/dead-letters", &session.csrf, &body)
+    html::page(&console, "Message", "/dead-letters", &session.csrf, &body)
 }
 
 #[cfg(test)]

@@ -19,20 +19,26 @@ fn percent(v: &Value) -> String {
 /// An endpoint URL as shown: scheme, host, port and path, without user info or query (either
 /// can hold a credential).
 pub fn display_url(raw: &str) -> String {
-    match reqwest::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
+    let Ok(uri) = raw.parse::<http::Uri>() else {
+        return "(not a URL)".to_owned();
+    };
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => {
+            let host = authority
+                .as_str()
+                .rsplit_once('@')
+                .map_or(authority.as_str(), |(_, host)| host);
+            format!("{scheme}://{host}{}", uri.path())
         }
-        Err(_) => "(not a URL)".to_owned(),
+        _ => "(not a URL)".to_owned(),
     }
 }
 
 /// `GET /admin/ui/breakers`.
-pub async fn page(PageSession(session): PageSession, Extension(api): Extension<Api>) -> Response {
+pub async fn page(
+    PageSession(session, console): PageSession,
+    Extension(api): Extension<Api>,
+) -> Response {
     let mut body = String::from("<h2>Breakers</h2>");
     match api.get("/admin/breakers").await {
         Err(e) => body.push_str(&html::error_box(&e)),
@@ -76,6 +82,9 @@ pub async fn page(PageSession(session): PageSession, Extension(api): Extension<A
             body.push_str("</tbody></table>");
         }
     }
+    if !console.shows_registry() {
+        return html::page(&console, "Breakers", "/breakers", &session.csrf, &body);
+    }
     body.push_str("<h2>Services</h2>");
     match api.get("/admin/registry").await {
         Err(e) => body.push_str(&html::error_box(&e)),
@@ -115,7 +124,13 @@ pub async fn page(PageSession(session): PageSession, Extension(api): Extension<A
             }
         }
     }
-    html::page("Breakers & services", "/breakers", &session.csrf, &body)
+    html::page(
+        &console,
+        "Breakers & services",
+        "/breakers",
+        &session.csrf,
+        &body,
+    )
 }
 
 /// An action button whose accessible name says which breaker it acts on.
@@ -138,5 +153,6 @@ mod tests {
             "http://10.0.0.7:8080/handle"
         );
         assert_eq!(display_url("nonsense"), "(not a URL)");
+        assert_eq!(display_url("http://10.0.0.7:8080"), "http://10.0.0.7:8080/");
     }
 }

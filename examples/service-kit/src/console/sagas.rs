@@ -1,4 +1,5 @@
-//! Sagas: reply-action sagas by state, and one saga's steps with a retry for a parked one.
+//! Sagas: by state, and one saga's steps; a parked one can be retried (back to work with
+//! fresh retries) or resolved (marked handled by hand, with a note; confirmed first).
 
 use std::fmt::Write as _;
 
@@ -29,7 +30,7 @@ const STATES: [&str; 6] = [
 
 /// `GET /admin/ui/sagas?state=`.
 pub async fn list(
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Query(q): Query<ListQuery>,
 ) -> Response {
@@ -81,12 +82,12 @@ pub async fn list(
             }
         }
     }
-    html::page("Sagas", "/sagas", &session.csrf, &body)
+    html::page(&console, "Sagas", "/sagas", &session.csrf, &body)
 }
 
 /// `GET /admin/ui/sagas/{id}`: the saga's steps and, when parked, the retry button.
 pub async fn saga(
-    PageSession(session): PageSession,
+    PageSession(session, console): PageSession,
     Extension(api): Extension<Api>,
     Path(id): Path<String>,
 ) -> Response {
@@ -95,7 +96,7 @@ pub async fn saga(
         Ok(v) => v,
         Err(e) => {
             let body = format!("{back}{}", html::error_box(&e));
-            return html::page("Saga", "/sagas", &session.csrf, &body);
+            return html::page(&console, "Saga", "/sagas", &session.csrf, &body);
         }
     };
     let summary = &v["saga"];
@@ -109,8 +110,20 @@ pub async fn saga(
             &format!("/admin/sagas/{}/retry", url_part(&id)),
             None,
         ));
-        body.push_str(
-            " <span class=\"sub\">Back to work with fresh retries; the recovery loop picks it up within <code>actions.recovery_poll_ms</code>.</span></div>",
+        body.push_str(&html::action_button(
+            "Resolve…",
+            "POST",
+            &format!(
+                "/admin/sagas/{}/resolve?{}",
+                url_part(&id),
+                html::query(&[("note", "resolved by hand in the console")])
+            ),
+            Some("Mark this saga as handled by hand? It will not be retried or compensated any more."),
+        ));
+        let _ = write!(
+            body,
+            " <span class=\"sub\">Retry: back to work with fresh retries; {}. Resolve: you handled it outside the service.</span></div>",
+            esc(console.saga_retry_hint())
         );
     }
     let _ = write!(
@@ -141,7 +154,8 @@ pub async fn saga(
                         ""
                     },
                     html::text(e, "attempt"),
-                    esc(&html::mask_digits(html::s(e, "message")))
+                    // The saga log names it `error`.
+                    esc(&html::mask_digits(html::s(e, "error")))
                 )
             })
             .collect();
@@ -158,5 +172,5 @@ pub async fn saga(
     }
     body.push_str("</tbody></table><h2>Input <span class=\"sub\">(numbers masked)</span></h2>");
     body.push_str(&html::json_block(&v["input"]));
-    html::page("Saga", "/sagas", &session.csrf, &body)
+    html::page(&console, "Saga", "/sagas", &session.csrf, &body)
 }

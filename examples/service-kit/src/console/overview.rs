@@ -14,17 +14,20 @@ use super::auth::PageSession;
 use super::html::{self, esc};
 
 /// `GET /admin/ui`.
-pub async fn page(PageSession(session): PageSession, Extension(api): Extension<Api>) -> Response {
+pub async fn page(
+    PageSession(session, console): PageSession,
+    Extension(api): Extension<Api>,
+) -> Response {
     let body = format!(
         "<div id=\"live\" data-live=\"{}/overview/live\" data-every=\"5000\">{}</div>",
         super::BASE,
         figures(&api).await
     );
-    html::page("Overview", "", &session.csrf, &body)
+    html::page(&console, "Overview", "", &session.csrf, &body)
 }
 
 /// `GET /admin/ui/overview/live`: the figures alone, for the page's refresh.
-pub async fn live(PageSession(_): PageSession, Extension(api): Extension<Api>) -> Response {
+pub async fn live(PageSession(..): PageSession, Extension(api): Extension<Api>) -> Response {
     html::secure(Html(figures(&api).await).into_response())
 }
 

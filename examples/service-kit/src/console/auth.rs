@@ -23,8 +23,9 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Form;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -35,7 +36,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use super::Console;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "steadfast_admin";
@@ -145,14 +146,14 @@ pub fn note_failure(reason: &'static str, method: &Method, what: &'static str) {
     metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES, "reason" => reason).increment(1);
     tracing::warn!(
         reason,
-        method = crate::http::middleware::method_label(method),
+        method = crate::telemetry::method_label(method),
         "{what}: authentication failed"
     );
 }
 
 /// Whether the request came over https (see the module doc).
-fn over_https(app: &AppState, headers: &HeaderMap) -> bool {
-    app.config.http.trust_forwarded_for
+fn over_https(console: &Console, headers: &HeaderMap) -> bool {
+    console.trusts_forwarded_proto()
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -169,33 +170,32 @@ fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&line).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A console page's session: a valid cookie, or the page answers with a redirect to the
-/// login form.
+/// A console page's session (and the console): a valid cookie, or the page answers with a
+/// redirect to the login form. For the service's own pages too ([`Console::page`]).
 #[derive(Debug, Clone)]
-pub struct PageSession(pub Session);
+pub struct PageSession(pub Session, pub Console);
 
-impl FromRequestParts<AppState> for PageSession {
+impl<S: Send + Sync> FromRequestParts<S> for PageSession {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let Some(token) = &app.config.admin_token else {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let Some(console) = parts.extensions.get::<Console>().cloned() else {
+            // Outside the console's router: nothing to log in to.
             return Err(StatusCode::NOT_FOUND.into_response());
         };
-        match from_headers(&parts.headers, token.expose(), Utc::now()) {
-            CookieAuth::Valid(s) => Ok(Self(s)),
+        match from_headers(&parts.headers, console.token().expose(), Utc::now()) {
+            CookieAuth::Valid(s) => Ok(Self(s, console)),
             _ => Err(Redirect::to(&format!("{}/login", super::BASE)).into_response()),
         }
     }
 }
 
 /// `GET /admin/ui/login`: the form (or the overview when already logged in).
-pub async fn login_form(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &app.config.admin_token
-        && matches!(
-            from_headers(&headers, token.expose(), Utc::now()),
-            CookieAuth::Valid(_)
-        )
-    {
+pub async fn login_form(Extension(console): Extension<Console>, headers: HeaderMap) -> Response {
+    if matches!(
+        from_headers(&headers, console.token().expose(), Utc::now()),
+        CookieAuth::Valid(_)
+    ) {
         return Redirect::to(super::BASE).into_response();
     }
     super::html::login_page(StatusCode::OK, None)
@@ -210,13 +210,11 @@ pub struct LoginForm {
 /// `POST /admin/ui/login`: a session cookie for the right token; 401 and the form again for
 /// a wrong one.
 pub async fn login(
-    State(app): State<AppState>,
+    Extension(console): Extension<Console>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let Some(token) = &app.config.admin_token else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let token = console.token();
     let presented = form.token.trim();
     let reason = if presented.is_empty() {
         Some("missing")
@@ -236,7 +234,7 @@ pub async fn login(
     let cookie = set_cookie(
         &issue(token.expose(), Utc::now()),
         SESSION_TTL.as_secs(),
-        over_https(&app, &headers),
+        over_https(&console, &headers),
     );
     let mut res = Redirect::to(super::BASE).into_response();
     res.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -244,11 +242,7 @@ pub async fn login(
 }
 
 /// `POST /admin/ui/logout` (with the CSRF header): clears the cookie. 204.
-pub async fn logout(
-    State(app): State<AppState>,
-    PageSession(session): PageSession,
-    headers: HeaderMap,
-) -> Response {
+pub async fn logout(PageSession(session, console): PageSession, headers: HeaderMap) -> Response {
     if !csrf_ok(&headers, &session) {
         note_failure("csrf", &Method::POST, "console logout");
         return StatusCode::FORBIDDEN.into_response();
@@ -257,7 +251,7 @@ pub async fn logout(
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie("", 0, over_https(&app, &headers)),
+        set_cookie("", 0, over_https(&console, &headers)),
     );
     res
 }

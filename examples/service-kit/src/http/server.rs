@@ -27,7 +27,7 @@
 //! starts the moment a kept-alive connection goes idle, so it cannot tell "idle between
 //! requests" from "slow head", and hyper has no idle timeout of its own. Each connection
 //! therefore tracks its requests in flight and when it last went idle or started a head
-//! ([`Activity`]), and a watchdog beside the connection closes it at the deadline that applies.
+//! (`Activity`), and a watchdog beside the connection closes it at the deadline that applies.
 //! hyper's own header timer is still set, at the sum of both timeouts, as a backstop that never
 //! fires first.
 //!
@@ -41,7 +41,6 @@
 //! produced holds the connection until the body ends; every body this service answers is
 //! produced whole (JSON, Prometheus text), so hyper buffers it and the idle timeout applies.
 //!
-//! [`MAX_HEADER_BYTES`]: crate::http::middleware::MAX_HEADER_BYTES
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,8 +63,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::config::HttpConfig;
-use crate::http::middleware::MAX_HEADER_BYTES;
+use super::MAX_HEADER_BYTES;
 
 /// The largest request head (request line and headers) hyper buffers: 431 and close beyond
 /// it. The service's own check counts header names and values only ([`MAX_HEADER_BYTES`]);
@@ -92,15 +90,6 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of the `[http]` configuration.
-    pub fn from_config(http: &HttpConfig) -> Self {
-        Self {
-            max_connections: http.max_connections,
-            header_read_timeout: http.header_read_timeout,
-            keep_alive_timeout: http.keep_alive_timeout,
-        }
-    }
-
     fn http1(&self) -> hyper::server::conn::http1::Builder {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())

@@ -189,29 +189,29 @@ pub fn action_button(label: &str, method: &str, url: &str, confirm: Option<&str>
     )
 }
 
-/// The navigation entries: (path under `/admin/ui`, label).
-const NAV: [(&str, &str); 5] = [
-    ("", "Overview"),
-    ("/dead-letters", "Dead letters"),
-    ("/breakers", "Breakers & services"),
-    ("/conversations", "Conversations"),
-    ("/sagas", "Sagas"),
-];
-
-/// A whole page: head (assets, the CSRF token for the scripts), navigation with `active`
-/// (a path of `NAV`) marked, the status line, and `body`.
-pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> Response {
+/// A whole page of `console`: head (assets, the CSRF token for the scripts), navigation with
+/// `active` (a page's path under `/admin/ui`, `""` for the overview) marked, the status line,
+/// and `body`.
+pub fn page(
+    console: &super::Console,
+    title: &str,
+    active: &str,
+    csrf: &str,
+    body: &str,
+) -> Response {
     let mut nav = String::new();
-    for (path, label) in NAV {
-        let current = if path == active {
+    for (path, label) in console.nav() {
+        let current = if path.as_str() == active {
             " aria-current=\"page\""
         } else {
             ""
         };
         let _ = write!(
             nav,
-            "<a href=\"{}{path}\"{current}>{label}</a>",
-            super::BASE
+            "<a href=\"{}{}\"{current}>{}</a>",
+            super::BASE,
+            esc(&path),
+            esc(&label)
         );
     }
     let html = format!(
@@ -227,7 +227,7 @@ pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> Response {
 <script src="{base}/assets/console.js" defer></script>
 </head>
 <body>
-<header class="top"><nav aria-label="Console pages"><span class="brand">Steadfast webhook</span>{nav}</nav>
+<header class="top"><nav aria-label="Console pages"><span class="brand">{brand}</span>{nav}</nav>
 <button type="button" class="logout" data-logout>Log out</button></header>
 <main>
 <h1>{title}</h1>
@@ -239,6 +239,7 @@ pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> Response {
         csrf = esc(csrf),
         title = esc(title),
         base = super::BASE,
+        brand = esc(console.brand_name()),
     );
     secure(Html(html).into_response())
 }

@@ -26,7 +26,7 @@ impl Secret {
 
     /// Its length in characters, not counting surrounding spaces: what the minimum length
     /// of a token is judged on.
-    pub(crate) fn trimmed_len(&self) -> usize {
+    pub fn trimmed_len(&self) -> usize {
         self.0.trim().chars().count()
     }
 }

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::app::AppState;
+use crate::secret::Secret;
 
 /// The admin API, in process.
 #[derive(Clone)]
@@ -34,16 +34,12 @@ pub struct ApiError {
 }
 
 impl Api {
-    /// The admin API of `state`, or `None` when it is disabled (no admin token).
-    pub fn new(state: &AppState) -> Option<Self> {
-        let token = state.config.admin_token.as_ref()?;
-        let admin = crate::admin::router(state)?;
-        Some(Self {
-            router: Router::new()
-                .nest("/admin", admin)
-                .with_state(state.clone()),
+    /// The admin API `router` (paths `/admin/...`), called with `token`.
+    pub fn new(router: Router, token: &Secret) -> Self {
+        Self {
+            router,
             authorization: format!("Bearer {}", token.expose()),
-        })
+        }
     }
 
     /// `GET <path_and_query>` (e.g. `/admin/dlq?limit=5`), its JSON body.
