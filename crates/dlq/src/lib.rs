@@ -28,5 +28,6 @@ pub use store::postgres::PostgresQueue;
 pub use store::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteQueue};
 pub use store::{Queue, QueueAdmin, QueueStore};
 pub use worker::{
-    DEFAULT_WORKER_STORE_TIMEOUT, Outcome, Worker, WorkerBuilder, WorkerHooks, WorkerReport,
+    DEFAULT_WORKER_STORE_TIMEOUT, Outcome, SpanHook, Worker, WorkerBuilder, WorkerHooks,
+    WorkerReport,
 };

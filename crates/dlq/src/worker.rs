@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::{Error, Failure, Lease, Message, MessageId, Queue, QueueStats, Snooze, State};
 
@@ -135,7 +136,12 @@ pub struct Worker {
     stats_interval: Duration,
     store_timeout: Duration,
     hooks: Arc<dyn WorkerHooks>,
+    span_hook: Option<SpanHook>,
 }
+
+/// Called with each claimed message and the span its attempt runs in (see
+/// [`WorkerBuilder::on_span`]).
+pub type SpanHook = Arc<dyn Fn(&Message, &tracing::Span) + Send + Sync>;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,6 +176,7 @@ pub struct WorkerBuilder {
     stats_interval: Duration,
     store_timeout: Duration,
     hooks: Arc<dyn WorkerHooks>,
+    span_hook: Option<SpanHook>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -242,6 +249,19 @@ impl WorkerBuilder {
         self
     }
 
+    /// A hook called with each claimed message and the `dlq.process` span its attempt runs
+    /// in, before the span is entered: where a service continues the message's trace, e.g.
+    /// sets the span's OpenTelemetry parent (and a link) from
+    /// [`Message::trace_context`](crate::Message::trace_context). The crate knows no
+    /// OpenTelemetry; it only hands over the span. Keep it cheap: it runs once per attempt.
+    pub fn on_span(
+        mut self,
+        hook: impl Fn(&Message, &tracing::Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.span_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// The worker, or the first invalid setting.
     pub fn build(self) -> Result<Worker, Error> {
         crate::message::check_name("queue name", &self.queue)
@@ -285,6 +305,7 @@ impl WorkerBuilder {
             stats_interval: self.stats_interval,
             store_timeout: self.store_timeout,
             hooks: self.hooks,
+            span_hook: self.span_hook,
         })
     }
 }
@@ -371,6 +392,7 @@ impl Worker {
             stats_interval: Duration::from_secs(15),
             store_timeout: DEFAULT_WORKER_STORE_TIMEOUT,
             hooks: Arc::new(NoHooks),
+            span_hook: None,
         }
     }
 
@@ -447,6 +469,7 @@ impl Worker {
                             lease_for: self.lease,
                             heartbeat: self.heartbeat,
                             store_timeout: self.store_timeout,
+                            span_hook: self.span_hook.clone(),
                         };
                         let handler = handler.clone();
                         tasks.spawn(async move {
@@ -567,6 +590,30 @@ struct Job {
     lease_for: Duration,
     heartbeat: Duration,
     store_timeout: Duration,
+    span_hook: Option<SpanHook>,
+}
+
+/// The span one attempt runs in: a root (whatever span the worker loop runs in, a message's
+/// attempt is not part of it), named and attributed after the OpenTelemetry messaging
+/// conventions for a consumer's "process" operation, so that a service exporting traces gets
+/// conventional spans without this crate knowing OpenTelemetry. `outcome` is recorded when
+/// the attempt settles (`ack`, `retry`, `dead`, `snooze`, `lease_lost`, `store_error`).
+fn process_span(message: &Message, attempt: u32) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "dlq.process",
+        otel.name = %format_args!("process {}", message.queue),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "steadfast_dlq",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = %message.queue,
+        messaging.message.id = %message.id,
+        messaging.message.conversation_id = message.correlation_id.as_deref(),
+        attempt,
+        outcome = tracing::field::Empty,
+    )
 }
 
 impl Job {
@@ -595,6 +642,34 @@ impl Job {
         H: FnOnce(Message) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
+        let span = process_span(&claimed.message, claimed.lease.attempt);
+        if let Some(hook) = &self.span_hook {
+            hook(&claimed.message, &span);
+        }
+        let settled = self
+            .attempt(claimed, handler)
+            .instrument(span.clone())
+            .await;
+        let (outcome, error) = match settled {
+            Settled::Acked => ("ack", false),
+            Settled::Retried => ("retry", true),
+            Settled::Snoozed => ("snooze", false),
+            Settled::Dead => ("dead", true),
+            Settled::LeaseLost => ("lease_lost", true),
+            Settled::StoreError => ("store_error", true),
+        };
+        span.record("outcome", outcome);
+        if error {
+            span.record("otel.status_code", "error");
+        }
+        settled
+    }
+
+    async fn attempt<H, Fut>(self, claimed: crate::Claimed, handler: H) -> Settled
+    where
+        H: FnOnce(Message) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
         let crate::Claimed { message, mut lease } = claimed;
         let id = message.id;
         let queue = message.queue.clone();
@@ -608,7 +683,10 @@ impl Job {
         );
         // The handler runs in its own task so that a panic fails the attempt instead of
         // leaving the message to its lease.
-        let mut handle = AbortOnDrop(tokio::spawn(handler(message)));
+        // The handler's work is a child of this attempt's span, in its task too.
+        let mut handle = AbortOnDrop(tokio::spawn(
+            handler(message).instrument(tracing::Span::current()),
+        ));
         let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         let outcome = loop {
             tokio::select! {

@@ -12,6 +12,7 @@ use steadfast_circuit_breaker::OwnedPermit;
 use steadfast_retry::RetryPolicy;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::log::Progress;
 use crate::time::{now, since};
@@ -116,6 +117,7 @@ where
             Err(summary) => Ok(RunOutcome::AlreadyExists(summary)),
             Ok(lease) => self
                 .drive_with(lease, Some(input))
+                .instrument(self.run_span(&id, false))
                 .await
                 .map(RunOutcome::Finished),
         }
@@ -131,9 +133,13 @@ where
             Err(summary) => Ok(Start::AlreadyExists(summary)),
             Ok(lease) => {
                 let runner = self.clone();
-                Ok(Start::Started(tokio::spawn(async move {
-                    runner.drive_with(lease, Some(input)).await
-                })))
+                // Made here, so that it is a child of the caller's span (a request, a queue
+                // message) though the saga runs on another task. The caller's span itself is
+                // not entered there: its own duration stays its own.
+                let span = self.run_span(&id, false);
+                Ok(Start::Started(tokio::spawn(
+                    async move { runner.drive_with(lease, Some(input)).await }.instrument(span),
+                )))
             }
         }
     }
@@ -141,7 +147,26 @@ where
     /// Drives a saga this runner holds `lease` on (from [`SagaStore::claim`]) until it
     /// finishes or is parked; the recovery loop calls this.
     pub async fn resume(&self, lease: Lease) -> Result<State, Error> {
-        self.drive_with(lease, None).await
+        let span = self.run_span(&lease.id, true);
+        self.drive_with(lease, None).instrument(span).await
+    }
+
+    /// The span a saga is driven in (`saga.run`, a child of the current span): its step and
+    /// compensation spans are its children. A span stays open while a child is, so a caller's
+    /// span (a request's) is reported once the saga it started has finished.
+    fn run_span(&self, id: &SagaId, resumed: bool) -> tracing::Span {
+        let name = &self.inner.saga.name;
+        let span = tracing::info_span!(
+            "saga.run",
+            otel.name = tracing::field::Empty,
+            saga.name = %name,
+            saga.id = %id,
+            resumed,
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("saga {name}"));
+        }
+        span
     }
 
     /// Claims sagas of this definition whose lease expired, up to the configured batch, and
@@ -457,19 +482,33 @@ where
                 outputs: Arc::new(self.progress.outputs()),
             };
             let started = Instant::now();
+            let span = step_span(phase, &inner.saga.name, &self.lease.id, &step.name, attempt);
             let result = match phase {
-                Phase::Execute => self.guarded((step.execute)(ctx)).await?,
+                Phase::Execute => {
+                    let call = span.in_scope(|| (step.execute)(ctx));
+                    self.guarded(call.instrument(span.clone())).await?
+                }
                 Phase::Compensate => {
                     let output = p.output.clone().unwrap_or_default();
                     match &step.compensate {
-                        Some(compensate) => self
-                            .guarded(compensate(ctx, output))
-                            .await?
-                            .map(|()| serde_json::Value::Null),
+                        Some(compensate) => {
+                            let call = span.in_scope(|| compensate(ctx, output));
+                            self.guarded(call.instrument(span.clone()))
+                                .await?
+                                .map(|()| serde_json::Value::Null)
+                        }
                         None => Ok(serde_json::Value::Null),
                     }
                 }
             };
+            match &result {
+                Ok(_) => span.record("outcome", "ok"),
+                Err(e) if e.is_retryable() => span.record("outcome", "retryable_error"),
+                Err(_) => span.record("outcome", "error"),
+            };
+            if result.is_err() {
+                span.record("otel.status_code", "error");
+            }
             let latency = started.elapsed();
             let error = match result {
                 Ok(value) => {
@@ -597,6 +636,45 @@ impl<I> Drive<'_, I> {
             }
         }
     }
+}
+
+/// The span of one attempt at a step's execute (`saga.step`) or compensation
+/// (`saga.compensate`): a child of the saga's `saga.run` span. `outcome` (`ok`,
+/// `retryable_error`, `error`) is recorded when the attempt ends. Plain `tracing`: a service
+/// exporting OpenTelemetry traces gets one span per attempt, named `<phase> <saga>.<step>`.
+fn step_span(phase: Phase, saga: &str, id: &SagaId, step: &str, attempt: u32) -> tracing::Span {
+    let verb = match phase {
+        Phase::Execute => "execute",
+        Phase::Compensate => "compensate",
+    };
+    let span = match phase {
+        Phase::Execute => tracing::info_span!(
+            "saga.step",
+            otel.name = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            saga.name = saga,
+            saga.id = %id,
+            saga.step = step,
+            saga.phase = verb,
+            saga.attempt = attempt,
+            outcome = tracing::field::Empty,
+        ),
+        Phase::Compensate => tracing::info_span!(
+            "saga.compensate",
+            otel.name = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            saga.name = saga,
+            saga.id = %id,
+            saga.step = step,
+            saga.phase = verb,
+            saga.attempt = attempt,
+            outcome = tracing::field::Empty,
+        ),
+    };
+    if !span.is_disabled() {
+        span.record("otel.name", format!("{verb} {saga}.{step}"));
+    }
+    span
 }
 
 fn failed(

@@ -6,6 +6,7 @@ pub mod duration;
 mod error;
 mod fakes;
 mod load;
+mod otlp_sink;
 mod payload;
 mod report;
 mod run;
@@ -16,6 +17,7 @@ pub use baseline::{baseline_router, serve_baseline};
 pub use error::Error;
 pub use fakes::{Deliveries, FakeState, FakeStats, Fakes, FakesConfig};
 pub use load::{LoadConfig, LoadConfigBuilder, LoadOutcome, run_load};
+pub use otlp_sink::{SinkStats, otlp_sink_router, serve_otlp_sink};
 pub use payload::{GeneratorConfig, Mix, Payload, PayloadGenerator, PayloadKind, to_meta_json};
 pub use report::{
     DeliveryReport, Latency, MAX_LISTED_IDS, Report, SendReport, StatusCounts, delivery_lag_secs,

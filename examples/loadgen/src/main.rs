@@ -34,6 +34,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
     },
+    /// An OTLP/HTTP collector that accepts every trace export and drops it (to measure the
+    /// webhook's cost of tracing: point OTEL_EXPORTER_OTLP_ENDPOINT at it). Prints what it
+    /// was sent when interrupted.
+    OtlpSink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        listen: SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +356,31 @@ async fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 }
                 () = wait_for_termination() => {}
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::OtlpSink { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: listen,
+                    source,
+                })?;
+            eprintln!(
+                "OTLP sink on http://{}",
+                listener.local_addr().unwrap_or(listen)
+            );
+            let stats = std::sync::Arc::new(steadfast_loadgen::SinkStats::default());
+            tokio::select! {
+                r = steadfast_loadgen::serve_otlp_sink(listener, stats.clone()) => {
+                    r.map_err(|source| Error::Bind { addr: listen, source })?;
+                }
+                () = wait_for_termination() => {}
+            }
+            println!(
+                "otlp sink: {} export requests, {} bytes",
+                stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+                stats.bytes.load(std::sync::atomic::Ordering::Relaxed)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

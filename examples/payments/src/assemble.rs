@@ -222,6 +222,7 @@ pub async fn open_stores(config: &Config, pool: Option<PgPool>) -> Result<Stores
             .await
             .map_err(|e| match e {
                 steadfast_service_kit::Error::Sqlite(message) => store("sqlite")(message),
+                other => store("sqlite")(other.to_string()),
             })?;
             migrate_sqlite(&pool).await?;
             return Ok(Stores {
@@ -439,6 +440,13 @@ impl App {
         let worker = match Worker::builder(state.queue.clone(), CALLBACK_QUEUE)
             .concurrency(8)
             .poll_interval(options.worker_poll)
+            // Each attempt continues the trace of the callback that queued it.
+            .on_span(|m, span| {
+                steadfast_service_kit::telemetry::propagation::continue_from_carrier(
+                    span,
+                    m.trace_context.as_deref(),
+                );
+            })
             .build()
         {
             Ok(w) => Some(w),

@@ -42,6 +42,9 @@ pub struct Recorded {
     pub body: serde_json::Value,
     /// What the fake answered.
     pub status: u16,
+    /// The W3C `traceparent` the caller sent, if any (the service sends one when it exports
+    /// traces).
+    pub traceparent: Option<String>,
 }
 
 struct Inner {
@@ -167,6 +170,10 @@ impl FakeProvider {
             authorized,
             body: json.clone(),
             status,
+            traceparent: headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         });
         if status != 202 {
             return (status, None);

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use steadfast_payments::assemble::{App, Options, bind, connect, migrate};
-use steadfast_payments::config::{Backend, Config, Overrides};
+use steadfast_payments::config::{Backend, Config, Overrides, TelemetrySettings};
 use steadfast_payments::http::Extras;
+use steadfast_service_kit::telemetry;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -176,13 +177,13 @@ async fn fake_provider(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    steadfast_service_kit::telemetry::init();
     let env: HashMap<String, String> = std::env::vars().collect();
     if let Some(Command::FakeProvider {
         callback_url,
         delay_ms,
     }) = &cli.command
     {
+        let _logs = telemetry::init(&TelemetrySettings::off("steadfast-payments-fake-provider"));
         return fake_provider(&cli, &env, callback_url, *delay_ms).await;
     }
     let overrides = Overrides {
@@ -194,6 +195,14 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("steadfast-payments: {e}");
             return ExitCode::from(2);
+        }
+    };
+    // After the config: `[telemetry]` says whether spans are exported.
+    let telemetry = match telemetry::init(&config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("steadfast-payments: {e}");
+            return ExitCode::FAILURE;
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
@@ -258,5 +267,7 @@ async fn main() -> ExitCode {
     }
     tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "listening");
     app.serve(listener, shutdown_signal()).await;
+    // The last spans go out before the process ends.
+    telemetry.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -178,6 +178,7 @@ pub async fn sqlite_pool(
             what: "sqlite",
             message: match e {
                 steadfast_service_kit::Error::Sqlite(m) => m,
+                other => other.to_string(),
             },
         })
 }
@@ -426,6 +427,13 @@ impl App {
                 .shutdown_timeout(config.http.shutdown_grace)
                 .store_timeout(config.storage.store_timeout)
                 .hooks(Arc::new(MetricsHooks))
+                // Each attempt continues the trace of the delivery that queued the message.
+                .on_span(|m, span| {
+                    crate::telemetry::propagation::continue_from_carrier(
+                        span,
+                        m.trace_context.as_deref(),
+                    );
+                })
                 .build()
                 .map_err(|e| setup("worker")(e.to_string()))?;
             let handler_services = services.clone();

@@ -19,6 +19,7 @@ use futures::future::join_all;
 use steadfast_circuit_breaker::{CallError, CircuitBreaker};
 use steadfast_dlq::{Enqueued, NewMessage, Queue};
 use steadfast_idempotency::Deduplicator;
+use tracing::Instrument;
 
 use crate::payload::{Delivery, InboundMessage};
 
@@ -188,6 +189,13 @@ impl Ingestor {
         report.duplicates = ids.len() - fresh.len();
         // A message the queue would refuse (an id over 255 bytes, control characters) must
         // not fail the whole delivery into Meta's 7-day retry loop: it is skipped and counted.
+        // The enqueue as an OpenTelemetry messaging "send" span; its context is stored with
+        // every message of the batch, so each attempt of the worker continues this trace.
+        let (span, carrier) = if fresh.is_empty() {
+            (tracing::Span::none(), None)
+        } else {
+            crate::telemetry::send_span(&self.queue_name, correlation_id)
+        };
         let mut batch = Vec::with_capacity(fresh.len());
         let mut stored = Vec::with_capacity(fresh.len());
         for m in fresh {
@@ -202,6 +210,10 @@ impl Ingestor {
             // instances, and a busy sender holds one worker slot, not all of them.
             .group(job.from.clone())
             .correlation_id(correlation_id.to_owned());
+            let message = match &carrier {
+                Some(c) => message.trace_context(c.clone()),
+                None => message,
+            };
             if message.validate().is_ok() {
                 batch.push(message);
                 stored.push(m.message_id.as_str());
@@ -210,14 +222,20 @@ impl Ingestor {
             }
         }
         if !batch.is_empty() {
+            span.record("messaging.batch.message_count", batch.len());
             let results = tokio::time::timeout(WRITE_TIMEOUT, self.queue.enqueue_batch(batch))
+                .instrument(span.clone())
                 .await
                 .map_err(|_| {
                     steadfast_dlq::Error::StoreUnavailable(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!("no answer within {WRITE_TIMEOUT:?}"),
                     )))
-                })??;
+                })
+                .and_then(|written| written)
+                .inspect_err(|_| {
+                    span.record("otel.status_code", "error");
+                })?;
             for r in &results {
                 match r {
                     Enqueued::New(_) => report.accepted += 1,

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use steadfast_webhook::assemble::{App, bind};
-use steadfast_webhook::config::{Backend, Config, Overrides};
+use steadfast_webhook::config::{self, Backend, Config, Overrides, TelemetrySettings};
+use steadfast_webhook::telemetry;
 
 // mimalloc instead of glibc malloc, for this binary only (the library stays allocator-agnostic):
 // `perf record` on the in-memory demo under `steadfast-loadgen` load put glibc malloc/free at
@@ -171,8 +172,8 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    steadfast_webhook::telemetry::init();
     if matches!(cli.command, Some(Command::Migrate)) {
+        let _logs = telemetry::init(&TelemetrySettings::off(config::SERVICE_NAME));
         return migrate(&cli).await;
     }
     let config = match load(&cli) {
@@ -182,6 +183,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // After the config: `[telemetry]` says whether spans are exported.
+    let telemetry = match telemetry::init(&config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("steadfast-webhook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(endpoint) = &config.telemetry.traces_endpoint {
+        tracing::info!(
+            endpoint = %endpoint,
+            sample_ratio = config.telemetry.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
     let command = cli.command.unwrap_or(Command::Serve);
     match command {
         Command::CheckConfig => {
@@ -240,7 +256,10 @@ async fn main() -> ExitCode {
         ),
         _ => tracing::info!(listen = %bound(&listener, listen), "listening"),
     }
-    match app.serve_split(listener, ops, shutdown_signal()).await {
+    let served = app.serve_split(listener, ops, shutdown_signal()).await;
+    // The last spans (the shutdown's own included) go out before the process ends.
+    telemetry.shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steadfast-webhook: {e}");

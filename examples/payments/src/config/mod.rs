@@ -18,12 +18,14 @@ mod error;
 mod momo;
 mod rate_limit;
 mod storage;
+mod telemetry;
 mod tokens;
 
 pub use error::ConfigError;
 pub use momo::{DEFAULT_REQUEST_TIMEOUT, DEMO_ALLOWED_IPS, MIN_SECRET_LEN, MomoConfig, RawMomo};
 pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
 pub use storage::{Backend, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_PATH, RawStorage, StorageConfig};
+pub use telemetry::{RawTelemetry, SERVICE_NAME, TelemetrySettings};
 pub use tokens::{MIN_TOKEN_LEN, RawAdmin, RawApi};
 
 /// Default listen address.
@@ -44,6 +46,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Storage.
     pub storage: StorageConfig,
+    /// Traces: the OTLP endpoint (none: logs only) and the sample ratio.
+    pub telemetry: TelemetrySettings,
     /// Values generated because none were configured (any backend but Postgres); the binary
     /// prints them once.
     pub generated: Vec<(String, String)>,
@@ -90,7 +94,11 @@ impl Config {
         if overrides.demo {
             raw.storage.backend = Some(Backend::Memory.as_str().to_owned());
         }
-        validate(raw)
+        // The standard OTEL_* variables are read by the shared section itself.
+        let telemetry = telemetry::settings(std::mem::take(&mut raw.telemetry), env)?;
+        let mut config = validate(raw)?;
+        config.telemetry = telemetry;
+        Ok(config)
     }
 }
 
@@ -125,6 +133,9 @@ pub struct RawConfig {
     /// `[storage]`.
     #[serde(default)]
     pub storage: RawStorage,
+    /// `[telemetry]`.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 impl RawConfig {
@@ -154,6 +165,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOMO_API_KEY", "momo.api_key"),
     ("DATABASE_URL", "storage.database_url"),
     ("REDIS_URL", "storage.redis_url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("OTEL_TRACES_SAMPLER_ARG", "telemetry.sample_ratio"),
 ];
 
 fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
@@ -220,6 +233,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         momo: MomoConfig::from_raw(raw.momo, demo)?,
         rate_limit: RateLimitConfig::try_from(raw.rate_limit)?,
         storage,
+        telemetry: TelemetrySettings::off(SERVICE_NAME),
         generated,
     })
 }

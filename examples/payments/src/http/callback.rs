@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use steadfast_dlq::NewMessage;
 use steadfast_service_kit::ratelimit::Verdict;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::callback::{CALLBACK_QUEUE, Callback};
@@ -112,10 +113,20 @@ async fn accept(state: &AppState, body: &[u8]) -> Response {
         Ok(v) => v,
         Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_payload"),
     };
-    let message = NewMessage::new(CALLBACK_QUEUE, payload)
+    let (span, carrier) =
+        steadfast_service_kit::telemetry::send_span(CALLBACK_QUEUE, &cb.transaction_id);
+    let mut message = NewMessage::new(CALLBACK_QUEUE, payload)
         .dedup_key(cb.transaction_id.clone())
         .correlation_id(cb.transaction_id.clone());
-    match state.queue.enqueue(message).await {
+    if let Some(carrier) = carrier {
+        // The callback worker's attempts continue this trace.
+        message = message.trace_context(carrier);
+    }
+    let enqueued = state.queue.enqueue(message).instrument(span.clone()).await;
+    if enqueued.is_err() {
+        span.record("otel.status_code", "error");
+    }
+    match enqueued {
         Ok(enqueued) => {
             counted(if enqueued.is_duplicate() {
                 "duplicate"

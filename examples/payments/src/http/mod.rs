@@ -56,7 +56,10 @@ pub fn router(state: AppState, idempotency: Idempotency, extras: Extras) -> Rout
             post(v1::transfer).layer(from_fn_with_state(api_token, auth::require)),
         );
     }
-    app.with_state(state).layer(from_fn(count_requests))
+    app.with_state(state)
+        .layer(from_fn(count_requests))
+        // Correlation id and the request's (server) span, continuing a caller's traceparent.
+        .layer(from_fn(steadfast_service_kit::telemetry::middleware))
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {

@@ -79,14 +79,14 @@ impl ProviderClient {
             msisdn: payout.msisdn.clone(),
         };
         let started = std::time::Instant::now();
-        let answer = self
+        let request = self
             .http
             .post(format!("{}/disbursements", self.api_url))
             .bearer_auth(self.api_key.expose())
             .header("x-reference-id", &payout.id)
-            .json(&body)
-            .send()
-            .await;
+            .json(&body);
+        // A client span, and `traceparent` to the provider.
+        let answer = steadfast_service_kit::telemetry::client::send(request).await;
         let outcome = match answer {
             Err(e) => {
                 let what = if e.is_timeout() {

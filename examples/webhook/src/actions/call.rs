@@ -115,22 +115,20 @@ impl ActionEndpoint {
         key: &str,
         request_id: &str,
     ) -> Result<reqwest::Response, StepError> {
-        request
+        let request = request
             .header("idempotency-key", key)
             .header("x-request-id", request_id)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    StepError::retryable(format!(
-                        "{} did not answer within {:?}",
-                        self.kind, self.timeout
-                    ))
-                } else {
-                    StepError::retryable(format!("{}: {}", self.kind, e.without_url()))
-                }
-            })
+            .timeout(self.timeout);
+        crate::telemetry::client::send(request).await.map_err(|e| {
+            if e.is_timeout() {
+                StepError::retryable(format!(
+                    "{} did not answer within {:?}",
+                    self.kind, self.timeout
+                ))
+            } else {
+                StepError::retryable(format!("{}: {}", self.kind, e.without_url()))
+            }
+        })
     }
 
     /// The error for a non-2xx answer.

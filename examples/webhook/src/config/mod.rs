@@ -48,6 +48,7 @@ mod http;
 mod rate_limit;
 mod services;
 mod storage;
+mod telemetry;
 mod whatsapp;
 mod worker;
 
@@ -69,6 +70,7 @@ pub use storage::{
     Backend, DEFAULT_DEDUP_WINDOW, DEFAULT_SQLITE_PATH, DEFAULT_STORE_TIMEOUT, RawStorage,
     StorageConfig,
 };
+pub use telemetry::{RawTelemetry, SERVICE_NAME, TelemetrySettings};
 pub use whatsapp::{DEFAULT_GRAPH_API_URL, MIN_SECRET_LEN, RawWhatsApp, WhatsAppConfig};
 pub use worker::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_RETRY_HORIZON, RawWorker, WorkerConfig};
 
@@ -107,6 +109,8 @@ pub struct Config {
     pub conversation: ConversationConfig,
     /// The actions a downstream reply may ask for.
     pub actions: ActionsConfig,
+    /// Traces: the OTLP endpoint (none: logs only) and the sample ratio.
+    pub telemetry: TelemetrySettings,
     /// Values generated because none were configured (any backend but Postgres); the binary
     /// prints them once.
     pub generated: Vec<(String, String)>,
@@ -167,7 +171,11 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         apply_env(&mut raw, env)?;
         apply_overrides(&mut raw, overrides);
-        validate(raw)
+        // The standard OTEL_* variables are read by the shared section itself.
+        let telemetry = telemetry::settings(std::mem::take(&mut raw.telemetry), env)?;
+        let mut config = validate(raw)?;
+        config.telemetry = telemetry;
+        Ok(config)
     }
 }
 
@@ -228,6 +236,9 @@ pub struct RawConfig {
     /// `[actions]`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub actions: RawActions,
+    /// `[telemetry]`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub telemetry: RawTelemetry,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -273,6 +284,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("REDIS_URL", "storage.redis_url"),
     ("RATE_LIMIT_PER_MINUTE", "rate_limit.per_minute"),
     ("WORKER_CONCURRENCY", "worker.concurrency"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("OTEL_TRACES_SAMPLER_ARG", "telemetry.sample_ratio"),
     (
         "DOWNSTREAM_URL",
         "every service's endpoints = [\"$DOWNSTREAM_URL/<service name>\"]",
@@ -482,6 +495,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         worker,
         conversation,
         actions,
+        telemetry: TelemetrySettings::off(SERVICE_NAME),
         generated,
         echo_services,
         ingest_enabled: true,

@@ -21,6 +21,8 @@ use chrono::{DateTime, Utc};
 use steadfast_state_machine::conversation::{self, ConvContext, ConvEvent, ConvState};
 use steadfast_state_machine::{Definition, Instance, Machines, Restored, SnapshotStore};
 
+use tracing::Instrument;
+
 use crate::payload::InboundMessage;
 use crate::routing::{RouteReason, Router};
 
@@ -62,15 +64,38 @@ impl StoreError {
     }
 }
 
-/// One store call, bounded by `after`.
+/// One store call, bounded by `after`; with traces on, a db client span named after the
+/// operation (`conversation load`, `conversation save`).
 async fn bounded<T>(
+    operation: &'static str,
     after: Duration,
     call: impl Future<Output = Result<T, steadfast_state_machine::Error>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(after, call).await {
+    let span = if crate::telemetry::enabled() {
+        tracing::info_span!(
+            "db",
+            otel.name = %format_args!("conversation {operation}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.operation.name = operation,
+            db.collection.name = "conversations",
+            error.type = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let result = match tokio::time::timeout(after, call)
+        .instrument(span.clone())
+        .await
+    {
         Ok(result) => result.map_err(StoreError::Machine),
         Err(_) => Err(StoreError::Timeout(after)),
+    };
+    if let Err(e) = &result {
+        span.record("error.type", e.kind());
+        span.record("otel.status_code", "error");
     }
+    result
 }
 
 /// The snake_case name of a state (as sent downstream).
@@ -95,7 +120,7 @@ pub async fn load(
     now: DateTime<Utc>,
     store_timeout: Duration,
 ) -> Result<Loaded, StoreError> {
-    bounded(store_timeout, conversations.load_or_new(wa_id, now)).await
+    bounded("load", store_timeout, conversations.load_or_new(wa_id, now)).await
 }
 
 /// The service `msg` goes to, given the conversation it arrives in: a keyword wins, else the
@@ -223,7 +248,9 @@ pub async fn save(
         turn.apply(def, conv, now)?;
         ending.apply(def, conv, now)
     });
-    bounded(store_timeout, update).await.map(|((), conv)| conv)
+    bounded("save", store_timeout, update)
+        .await
+        .map(|((), conv)| conv)
 }
 
 /// The conversation definition the service runs (the crate's pre-built one: 30 minutes idle

@@ -201,8 +201,8 @@ pub async fn call(
                 .header("x-request-id", &body.correlation_id)
                 .json(body);
             async move {
-                let res = request
-                    .send()
+                // A client span per endpoint tried, with `traceparent` sent.
+                let res = crate::telemetry::client::send(request)
                     .await
                     .map_err(|e| AttemptError::Transport(e.without_url().to_string()))?;
                 let status = res.status();

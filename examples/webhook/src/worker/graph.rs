@@ -199,7 +199,7 @@ impl GraphClient {
         };
         let probe = permit.is_probe();
         let call = async move {
-            let res = request.send().await?;
+            let res = crate::telemetry::client::send(request).await?;
             let status = res.status();
             Ok::<_, reqwest::Error>(if status.is_success() {
                 Sent::Ok

@@ -1,14 +1,34 @@
-//! JSON-lines logs (tracing) and the per-request correlation id.
+//! Logs and traces: JSON-lines logs with the per-request correlation id, and OpenTelemetry
+//! traces exported over OTLP when an endpoint is configured.
 //!
 //! The correlation id comes from `X-Request-Id` when the caller sent a sane one, else a new
 //! UUID v7; it is echoed in the response, put in the request's span (so every log line of the
 //! request carries it), stored with each queued message, and set on the worker's span for it.
+//!
+//! Traces ([`init`] with an endpoint): the request middleware makes a server span continuing
+//! the caller's `traceparent`; [`client::send`] makes client spans and sends `traceparent`
+//! on; [`propagation`] turns a span's context into the string stored with a queued message
+//! and back. The crates (`steadfast-dlq`, `steadfast-saga`) only emit `tracing` spans; this
+//! module is the one place that knows OpenTelemetry.
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
+pub mod client;
+mod exporter_client;
+mod format;
+mod messaging;
+mod otel;
+pub mod propagation;
+mod server;
+mod settings;
+
 use http::{HeaderValue, Method};
-use tracing::Instrument;
+
+pub use messaging::send_span;
+pub use otel::{Telemetry, enabled, init};
+pub use server::middleware;
+pub use settings::{
+    DEFAULT_SAMPLE_RATIO, ENV_KEYS, ENV_OTLP_ENDPOINT, ENV_OTLP_TRACES_ENDPOINT, ENV_SAMPLER_ARG,
+    ENV_SERVICE_NAME, RawTelemetry, TelemetrySettings,
+};
 
 /// The header carrying the correlation id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -16,22 +36,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The correlation id of the current request (a request extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId(pub String);
-
-/// Installs the JSON subscriber (`RUST_LOG` filters, default `info`). Safe to call twice: the
-/// second call does nothing.
-pub fn init() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
-        .with_env_filter(filter)
-        .try_init();
-}
 
 /// Accepts a caller's id when it is 1-128 visible ASCII characters; anything else (which could
 /// forge log lines or carry junk) is replaced.
@@ -56,25 +60,6 @@ pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     format!("{}…", &path[..end]).into()
-}
-
-/// Middleware: picks the correlation id, runs the request in a span carrying it, echoes it.
-pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let id = accept_request_id(request.headers().get(REQUEST_ID))
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    request.extensions_mut().insert(CorrelationId(id.clone()));
-    let span = tracing::info_span!(
-        "request",
-        correlation_id = %id,
-        // The method as its metric label and the path bounded: both come from the caller.
-        method = method_label(request.method()),
-        path = %logged_path(request.uri().path()),
-    );
-    let mut res = next.run(request).instrument(span).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
-    res
 }
 
 /// The `method` label of a request: one of the nine standard methods, else `other`. hyper
