@@ -1,7 +1,7 @@
 //! Start-up: turns a [`Config`] into running parts (stores, router, worker, sweeper) and shuts
 //! them down in order.
 //!
-//! [`open_stores`] is the one place that picks the stores, from `storage.backend`
+//! `open_stores` is the one place that picks the stores, from `storage.backend`
 //! ([`crate::config::Backend`]):
 //!
 //! - SQLite (nothing configured): queue, dead letters, conversations and sagas in one file,

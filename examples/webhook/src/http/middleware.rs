@@ -36,10 +36,11 @@ pub async fn request_metrics(request: Request, next: Next) -> Response {
     res
 }
 
-/// The most header bytes (names and values) a request may carry. Meta's deliveries carry well
-/// under 2 KiB; hyper's own limit (about 400 KiB, 100 headers) would let a caller make every
-/// request hold that much. Above it: 431 before anything else runs.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+// The most header bytes (names and values) a request may carry: one value for the check
+// below and the server's head buffer. Meta's deliveries carry well under 2 KiB; hyper's own
+// limit (about 400 KiB, 100 headers) would let a caller make every request hold that much.
+// Above it: 431 before anything else runs.
+pub use steadfast_service_kit::http::MAX_HEADER_BYTES;
 
 /// Answers 431 (problem+json) when the headers total more than [`MAX_HEADER_BYTES`].
 pub async fn header_limit(request: Request, next: Next) -> Response {
