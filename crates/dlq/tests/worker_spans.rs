@@ -2,7 +2,6 @@
 //! span per attempt with the messaging attributes, the handler's spans its children, and the
 //! hook a service continues the message's trace from.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,65 +11,15 @@ use steadfast_dlq::{
     MemoryQueue, NewMessage, Outcome, QueueAdmin, QueueConfig, QueueStore, State, TokioClock,
     Worker,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-
-/// A span as the subscriber saw it.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    name: String,
-    parent: Option<u64>,
-    fields: HashMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<HashMap<u64, Seen>>>);
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name().to_owned(),
-            format!("{value:?}").trim_matches('"').to_owned(),
-        );
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut seen = Seen {
-            name: attrs.metadata().name().to_owned(),
-            parent: ctx
-                .span(id)
-                .and_then(|s| s.parent())
-                .map(|p| p.id().into_u64()),
-            ..Seen::default()
-        };
-        attrs.record(&mut Fields(&mut seen.fields));
-        self.0.lock().insert(id.into_u64(), seen);
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        if let Some(seen) = self.0.lock().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut seen.fields));
-        }
-    }
-}
+use steadfast_testkit::spans::{CapturedSpan, SpanCapture};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// What the hook was called with: the message's carrier and the span's id.
 type Hooked = (Option<String>, u64);
 
 #[tokio::test(start_paused = true)]
 async fn each_attempt_runs_in_a_root_process_span_the_handler_s_work_is_under() {
-    let capture = Capture::default();
+    let capture = SpanCapture::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let config = QueueConfig::builder()
@@ -125,8 +74,8 @@ async fn each_attempt_runs_in_a_root_process_span_the_handler_s_work_is_under() 
     .await;
     assert_eq!((report.retried, report.acked), (1, 1));
 
-    let spans = capture.0.lock().clone();
-    let mut process: Vec<(u64, Seen)> = spans
+    let spans = capture.spans();
+    let mut process: Vec<(u64, CapturedSpan)> = spans
         .iter()
         .filter(|(_, s)| s.name == "dlq.process")
         .map(|(id, s)| (*id, s.clone()))
@@ -145,8 +94,8 @@ async fn each_attempt_runs_in_a_root_process_span_the_handler_s_work_is_under() 
         // The handler's span is this attempt's child.
         assert!(
             spans
-                .values()
-                .any(|c| c.name == "handler step" && c.parent == Some(*span_id)),
+                .iter()
+                .any(|(_, c)| c.name == "handler step" && c.parent == Some(*span_id)),
             "no handler span under attempt {}",
             n + 1
         );

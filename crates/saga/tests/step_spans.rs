@@ -3,73 +3,14 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use common::*;
-use parking_lot::Mutex;
 use steadfast_saga::{SagaId, SagaRunner, Start, State};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    name: String,
-    parent: Option<u64>,
-    fields: HashMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(u64, Seen)>>>);
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name().to_owned(),
-            format!("{value:?}").trim_matches('"').to_owned(),
-        );
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut seen = Seen {
-            name: attrs.metadata().name().to_owned(),
-            parent: ctx
-                .span(id)
-                .and_then(|s| s.parent())
-                .map(|p| p.id().into_u64()),
-            ..Seen::default()
-        };
-        attrs.record(&mut Fields(&mut seen.fields));
-        self.0.lock().push((id.into_u64(), seen));
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        if let Some((_, seen)) = self
-            .0
-            .lock()
-            .iter_mut()
-            .rev()
-            .find(|(i, _)| *i == id.into_u64())
-        {
-            values.record(&mut Fields(&mut seen.fields));
-        }
-    }
-}
+use steadfast_testkit::spans::SpanCapture;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test(start_paused = true)]
 async fn steps_and_compensations_are_spans_under_the_caller_s_span() {
-    let capture = Capture::default();
+    let capture = SpanCapture::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let script = Script::new();
@@ -95,7 +36,7 @@ async fn steps_and_compensations_are_spans_under_the_caller_s_span() {
     };
     assert_eq!(handle.await.unwrap().unwrap(), State::Compensated);
 
-    let spans = capture.0.lock().clone();
+    let spans = capture.spans();
     let (run_id, run) = spans
         .iter()
         .find(|(_, s)| s.name == "saga.run")

@@ -1,5 +1,6 @@
 //! Test support for Steadfast: each test gets its own Postgres schema and Redis key prefix on
-//! the real servers, removed when the handle drops.
+//! the real servers, removed when the handle drops; [`spans`] records the `tracing` spans a
+//! test emits.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,6 +19,8 @@
 //! returns early. The servers are at `DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and `REDIS_URL` (default `redis://127.0.0.1:6379`).
 #![forbid(unsafe_code)]
+
+pub mod spans;
 
 use std::time::Duration;
 

@@ -8,77 +8,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use common::{Backend, Harness, eventually, key};
-use http::StatusCode;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use parking_lot::Mutex;
-use prost::Message as _;
 use serde_json::json;
 use steadfast_payments::config::{RawTelemetry, SERVICE_NAME, TelemetrySettings};
 use steadfast_service_kit::telemetry;
-
-#[derive(Default)]
-struct Received(Mutex<Vec<Span>>);
-
-async fn otlp(State(rx): State<Arc<Received>>, body: Bytes) -> StatusCode {
-    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    for rs in req.resource_spans {
-        for ss in rs.scope_spans {
-            rx.0.lock().extend(ss.spans);
-        }
-    }
-    StatusCode::OK
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let value = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?;
-    Some(match value {
-        AnyValue::StringValue(s) => s.clone(),
-        AnyValue::IntValue(i) => i.to_string(),
-        other => format!("{other:?}"),
-    })
-}
-
-fn kind(span: &Span) -> SpanKind {
-    SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified)
-}
-
-fn hex_id(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use steadfast_service_kit::testing::{OtlpReceiver, Span, SpanKind, attr, hex_id, kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payout_is_one_trace_down_to_the_provider() {
-    let received = Arc::new(Received::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp_url = format!("http://{}", listener.local_addr().unwrap());
-    let receiver = Router::new()
-        .route("/v1/traces", post(otlp))
-        .with_state(received.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, receiver).await;
-    });
+    let receiver = OtlpReceiver::start().await;
     let settings = TelemetrySettings::resolve(
         RawTelemetry {
-            otlp_endpoint: Some(otlp_url),
+            otlp_endpoint: Some(receiver.url().to_owned()),
             sample_ratio: Some(1.0),
         },
         &HashMap::new(),
@@ -120,14 +62,14 @@ async fn a_payout_is_one_trace_down_to_the_provider() {
     // children): it is exported once the payout is settled.
     eventually("the payout request's server span exported", async || {
         guard.flush().await;
-        received
-            .0
-            .lock()
+        receiver
+            .spans()
             .iter()
+            .map(|(_, s)| s)
             .any(|s| kind(s) == SpanKind::Server && s.name == "POST /v1/payouts")
     })
     .await;
-    let spans = received.0.lock().clone();
+    let spans: Vec<Span> = receiver.spans().into_iter().map(|(_, s)| s).collect();
     let by_id: HashMap<String, &Span> = spans.iter().map(|s| (hex_id(&s.span_id), s)).collect();
     let parent_of = |s: &Span| by_id.get(&hex_id(&s.parent_span_id)).copied();
 

@@ -13,5 +13,7 @@ pub mod ratelimit;
 pub mod secret;
 pub mod storage;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::Error;

@@ -16,18 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use common::*;
 use http::{HeaderMap, StatusCode};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use parking_lot::Mutex;
-use prost::Message as _;
 use serde_json::json;
+use steadfast_service_kit::testing::{OtlpReceiver, Span, SpanKind, attr, hex_id, kind};
 use steadfast_webhook::assemble::App;
 use steadfast_webhook::config::{Config, Overrides};
 use steadfast_webhook::telemetry;
@@ -35,35 +30,6 @@ use steadfast_webhook::telemetry;
 /// The caller's trace: the webhook must continue it.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-/// Spans the receiver was sent, with their service name.
-#[derive(Default)]
-struct Received(Mutex<Vec<(String, Span)>>);
-
-async fn otlp(State(rx): State<Arc<Received>>, body: Bytes) -> StatusCode {
-    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    for rs in req.resource_spans {
-        let service = rs
-            .resource
-            .iter()
-            .flat_map(|r| &r.attributes)
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-            .map(|v| match v {
-                AnyValue::StringValue(s) => s.clone(),
-                other => format!("{other:?}"),
-            })
-            .unwrap_or_default();
-        for ss in rs.scope_spans {
-            for span in ss.spans {
-                rx.0.lock().push((service.clone(), span));
-            }
-        }
-    }
-    StatusCode::OK
-}
 
 /// `traceparent` headers a fake was called with, and how it answered.
 #[derive(Default)]
@@ -106,33 +72,6 @@ async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
-fn hex_id(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
-/// An attribute's value as text (strings as they are, numbers in decimal).
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let value = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?;
-    Some(match value {
-        AnyValue::StringValue(s) => s.clone(),
-        AnyValue::IntValue(i) => i.to_string(),
-        AnyValue::BoolValue(b) => b.to_string(),
-        AnyValue::DoubleValue(d) => d.to_string(),
-        other => format!("{other:?}"),
-    })
-}
-
-fn kind(span: &Span) -> SpanKind {
-    SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified)
-}
-
 /// The `(trace id, parent span id)` of a `traceparent` header.
 fn parse_traceparent(tp: &str) -> (String, String) {
     let parts: Vec<&str> = tp.split('-').collect();
@@ -142,13 +81,8 @@ fn parse_traceparent(tp: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_the_post_through_the_queue_to_the_downstream() {
-    let received = Arc::new(Received::default());
-    let otlp_url = serve(
-        Router::new()
-            .route("/v1/traces", post(otlp))
-            .with_state(received.clone()),
-    )
-    .await;
+    let receiver = OtlpReceiver::start().await;
+    let otlp_url = receiver.url();
     let down_calls = Arc::new(Calls::default());
     let down_url = serve(
         Router::new()
@@ -219,9 +153,8 @@ sample_ratio = 1.0
     .await;
     eventually("both process spans exported", async || {
         guard.flush().await;
-        received
-            .0
-            .lock()
+        receiver
+            .spans()
             .iter()
             .filter(|(_, s)| s.name.starts_with("process ") && attr(s, "outcome").is_some())
             .count()
@@ -231,7 +164,7 @@ sample_ratio = 1.0
     app.shutdown().await;
     guard.flush().await;
 
-    let spans: Vec<(String, Span)> = received.0.lock().clone();
+    let spans = receiver.spans();
     assert!(spans.iter().all(|(svc, _)| svc == "steadfast-webhook"));
     let spans: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
     let by_id: HashMap<String, &Span> = spans.iter().map(|s| (hex_id(&s.span_id), s)).collect();
