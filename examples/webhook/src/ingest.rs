@@ -187,8 +187,6 @@ impl Ingestor {
             .map(|(m, _)| m)
             .collect();
         report.duplicates = ids.len() - fresh.len();
-        // A message the queue would refuse (an id over 255 bytes, control characters) must
-        // not fail the whole delivery into Meta's 7-day retry loop: it is skipped and counted.
         // The enqueue as an OpenTelemetry messaging "send" span; its context is stored with
         // every message of the batch, so each attempt of the worker continues this trace.
         let (span, carrier) = if fresh.is_empty() {
@@ -196,6 +194,8 @@ impl Ingestor {
         } else {
             crate::telemetry::send_span(&self.queue_name, correlation_id)
         };
+        // A message the queue would refuse (an id over 255 bytes, control characters) must
+        // not fail the whole delivery into Meta's 7-day retry loop: it is skipped and counted.
         let mut batch = Vec::with_capacity(fresh.len());
         let mut stored = Vec::with_capacity(fresh.len());
         for m in fresh {
