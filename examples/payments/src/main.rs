@@ -113,27 +113,6 @@ fn banner(config: &Config, fake: Option<SocketAddr>) {
     eprintln!("{line}");
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 async fn fake_provider(
     cli: &Cli,
     env: &HashMap<String, String>,
@@ -168,7 +147,7 @@ async fn fake_provider(
     tracing::info!(listen = %listener.local_addr().unwrap_or(addr), "fake provider listening");
     let task = fake.spawn(listener);
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = steadfast_service_kit::shutdown::signal() => {}
         _ = task => {}
     }
     ExitCode::SUCCESS
@@ -266,7 +245,8 @@ async fn main() -> ExitCode {
         Backend::Postgres => tracing::info!("storage: Postgres"),
     }
     tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "listening");
-    app.serve(listener, shutdown_signal()).await;
+    app.serve(listener, steadfast_service_kit::shutdown::signal())
+        .await;
     // The last spans go out before the process ends.
     telemetry.shutdown().await;
     ExitCode::SUCCESS

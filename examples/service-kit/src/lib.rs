@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod config;
 pub mod console;
 mod error;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod problem;
 pub mod queue_history;
 pub mod ratelimit;
 pub mod secret;
+pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]

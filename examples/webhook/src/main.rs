@@ -148,27 +148,6 @@ async fn migrate(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -256,7 +235,9 @@ async fn main() -> ExitCode {
         ),
         _ => tracing::info!(listen = %bound(&listener, listen), "listening"),
     }
-    let served = app.serve_split(listener, ops, shutdown_signal()).await;
+    let served = app
+        .serve_split(listener, ops, steadfast_service_kit::shutdown::signal())
+        .await;
     // The last spans (the shutdown's own included) go out before the process ends.
     telemetry.shutdown().await;
     match served {

@@ -14,16 +14,15 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use steadfast_service_kit::secret::{Secret, generate_missing};
 
-mod error;
 mod momo;
 mod rate_limit;
 mod storage;
 mod telemetry;
 mod tokens;
 
-pub use error::ConfigError;
 pub use momo::{DEFAULT_REQUEST_TIMEOUT, DEMO_ALLOWED_IPS, MIN_SECRET_LEN, MomoConfig, RawMomo};
 pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
+pub use steadfast_service_kit::config::ConfigError;
 pub use storage::{Backend, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_PATH, RawStorage, StorageConfig};
 pub use telemetry::{RawTelemetry, SERVICE_NAME, TelemetrySettings};
 pub use tokens::{MIN_TOKEN_LEN, RawAdmin, RawApi};

@@ -43,7 +43,6 @@ mod actions;
 mod admin;
 mod check;
 mod conversation;
-mod error;
 mod http;
 mod rate_limit;
 mod services;
@@ -55,7 +54,6 @@ mod worker;
 pub use actions::{ActionsConfig, RawActions};
 pub use admin::{AdminConfig, RawAdmin};
 pub use conversation::{ConversationConfig, DEFAULT_CONVERSATION_RETENTION_DAYS, RawConversation};
-pub use error::ConfigError;
 pub use http::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_DELIVERY, HttpConfig, RawHttp,
@@ -65,6 +63,7 @@ pub use services::{
     BreakerSpec, CustomBreaker, DEFAULT_FALLBACK_REPLY, RawBreaker, RawRouting, RawService,
     SEED_DEFAULT_SERVICE, ServiceConfig, seed_services,
 };
+pub use steadfast_service_kit::config::ConfigError;
 pub use steadfast_service_kit::secret::{Secret, generate_missing};
 pub use storage::{
     Backend, DEFAULT_DEDUP_WINDOW, DEFAULT_SQLITE_PATH, DEFAULT_STORE_TIMEOUT, RawStorage,

@@ -1,10 +1,12 @@
-//! The one error of configuration: which key, and what is wrong with it.
+//! The one error of a service's configuration: which key, and what is wrong with it. Both
+//! services' config loaders return it (`steadfast_webhook::config::ConfigError`,
+//! `steadfast_payments::config::ConfigError`).
 
-/// A configuration problem, naming the key (a dotted path such as `services[1].endpoints[0]`)
-/// and what is wrong with it. Start-up stops on it.
+/// A configuration problem, naming the key (a dotted path such as `services[1].endpoints[0]`
+/// or `momo.allowed_ips[1]`) and what is wrong with it. Start-up stops on it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A key holds a value the service cannot use.
+    /// A key holds a value the service cannot use: fix the value named.
     #[error("config key `{key}`: {problem}")]
     Invalid {
         /// The dotted key path.
@@ -12,7 +14,7 @@ pub enum ConfigError {
         /// What is wrong, and what would be accepted.
         problem: String,
     },
-    /// The file could not be read.
+    /// The file could not be read: check the path given to `--config`.
     #[error("cannot read config file {path}: {source}")]
     Read {
         /// The file.
@@ -31,7 +33,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+    /// An [`ConfigError::Invalid`] for `key`.
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
             problem: problem.into(),
@@ -40,7 +43,7 @@ impl ConfigError {
 
     /// Puts `prefix` in front of the key. An entry of a list (`[[services]]`) is checked
     /// without knowing its place in the list; the list names it (`services[1]`).
-    pub(crate) fn within(self, prefix: &str) -> Self {
+    pub fn within(self, prefix: &str) -> Self {
         match self {
             Self::Invalid { key, problem } => Self::Invalid {
                 key: format!("{prefix}.{key}"),
