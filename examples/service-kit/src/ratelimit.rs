@@ -213,6 +213,46 @@ pub async fn middleware(
     }
 }
 
+/// A service's `[rate_limit]` table as written in the file, before validation.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `per_minute`; the service's default when unset; 0 turns the limit off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    /// `burst`: requests allowed back to back; default `per_minute`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// The validated per-client-IP limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests per minute per client IP; 0 turns the limit off.
+    pub per_minute: u32,
+    /// Requests allowed back to back (GCRA burst). Defaults to `per_minute`.
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// `raw` validated, with `default_per_minute` for an unset `per_minute` (each service
+    /// has its own: the webhook 300, the payments callback 100).
+    pub fn resolve(
+        raw: RawRateLimit,
+        default_per_minute: u32,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let per_minute = raw.per_minute.unwrap_or(default_per_minute);
+        let burst = raw.burst.unwrap_or(per_minute);
+        if per_minute > 0 && burst == 0 {
+            return Err(crate::config::ConfigError::invalid(
+                "rate_limit.burst",
+                "must be greater than 0 when the limit is on",
+            ));
+        }
+        Ok(Self { per_minute, burst })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

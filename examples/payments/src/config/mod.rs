@@ -21,8 +21,9 @@ mod telemetry;
 mod tokens;
 
 pub use momo::{DEFAULT_REQUEST_TIMEOUT, DEMO_ALLOWED_IPS, MIN_SECRET_LEN, MomoConfig, RawMomo};
-pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
+pub use rate_limit::DEFAULT_RATE_PER_MINUTE;
 pub use steadfast_service_kit::config::ConfigError;
+pub use steadfast_service_kit::ratelimit::{RateLimitConfig, RawRateLimit};
 pub use storage::{Backend, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_PATH, RawStorage, StorageConfig};
 pub use telemetry::{RawTelemetry, SERVICE_NAME, TelemetrySettings};
 pub use tokens::{MIN_TOKEN_LEN, RawAdmin, RawApi};
@@ -230,7 +231,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         api_token,
         admin_token,
         momo: MomoConfig::from_raw(raw.momo, demo)?,
-        rate_limit: RateLimitConfig::try_from(raw.rate_limit)?,
+        rate_limit: RateLimitConfig::resolve(raw.rate_limit, DEFAULT_RATE_PER_MINUTE)?,
         storage,
         telemetry: TelemetrySettings::off(SERVICE_NAME),
         generated,

@@ -58,12 +58,13 @@ pub use http::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGES_PER_DELIVERY, HttpConfig, RawHttp,
 };
-pub use rate_limit::{DEFAULT_RATE_PER_MINUTE, RateLimitConfig, RawRateLimit};
+pub use rate_limit::DEFAULT_RATE_PER_MINUTE;
 pub use services::{
     BreakerSpec, CustomBreaker, DEFAULT_FALLBACK_REPLY, RawBreaker, RawRouting, RawService,
     SEED_DEFAULT_SERVICE, ServiceConfig, seed_services,
 };
 pub use steadfast_service_kit::config::ConfigError;
+pub use steadfast_service_kit::ratelimit::{RateLimitConfig, RawRateLimit};
 pub use steadfast_service_kit::secret::{Secret, generate_missing};
 pub use storage::{
     Backend, DEFAULT_DEDUP_WINDOW, DEFAULT_SQLITE_PATH, DEFAULT_STORE_TIMEOUT, RawStorage,
@@ -471,7 +472,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
 
     let max_delivery_age_set = raw.http.max_delivery_age_seconds.is_some();
     let mut http = HttpConfig::try_from(raw.http)?;
-    let rate_limit = RateLimitConfig::try_from(raw.rate_limit)?;
+    let rate_limit = RateLimitConfig::resolve(raw.rate_limit, DEFAULT_RATE_PER_MINUTE)?;
     // A delivery older than the dedup window could be a duplicate the store has forgotten.
     if !max_delivery_age_set {
         http.max_delivery_age = storage.dedup_window;
